@@ -1,0 +1,72 @@
+# diabridge — the two commands a person needs:
+#   make demo    install what is missing, build, run the demo
+#   make check   install what is missing, build, run every test (also under ASan/UBSan)
+# The real build is CMake; this file only strings the steps together.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+FUZZ_SECONDS ?= 20
+
+.PHONY: all bootstrap build demo check test asan-test format format-check fuzz bench clean
+
+all: build
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DDIA_WERROR=ON
+
+build: bootstrap $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+demo: build
+	$(BUILD)/diabridge demo --speed 600
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+$(ASAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDIA_WERROR=ON -DDIA_SANITIZE=ON
+
+asan-test: bootstrap $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src sim tests fuzz bench -name '*.[ch]')
+
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check: bootstrap
+	@clang-format --dry-run -Werror $(FORMAT_FILES) && echo "format: ok"
+
+$(FUZZ_BUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDIA_FUZZ=ON
+
+# Build every fuzz target and run each briefly on its seed corpus.
+fuzz: bootstrap $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j$(JOBS)
+	@set -e; for t in $(FUZZ_BUILD)/fuzz_*; do \
+	  [ -x "$$t" ] || continue; name=$$(basename $$t); \
+	  corpus=fuzz/corpus/$${name#fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus-$$name; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
+	  $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(FUZZ_BUILD)/corpus-$$name \
+	    $$( [ -d $$corpus ] && echo $$corpus ) >$(FUZZ_BUILD)/$$name.log 2>&1 \
+	    || { tail -40 $(FUZZ_BUILD)/$$name.log; exit 1; }; \
+	done
+
+# `make check` is what CI runs: warnings are errors, every test runs twice
+# (plain and under sanitizers), formatting is checked, fuzzers run briefly.
+check: format-check test asan-test fuzz
+	@echo "check: all passed"
+
+bench: build
+	@if [ -x bench/run ]; then bench/run $(BUILD); else echo "bench: no benchmark suite yet"; fi
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

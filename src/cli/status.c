@@ -1,0 +1,169 @@
+/* `diabridge status`: what each source and sink is doing, from the journal. */
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/verbs.h"
+#include "core/clock.h"
+#include "core/daemon.h"
+#include "core/err.h"
+#include "core/journal.h"
+#include "core/tz.h"
+
+static const char status_usage[] =
+    "usage: diabridge status [--journal PATH] [--json]\n"
+    "\n"
+    "Shows each source and sink of the daemon that uses the journal: its state, when it\n"
+    "last succeeded, its last error, the sink backlog (records not yet delivered) and\n"
+    "counters.  Works whether or not the daemon is running.  Never shows secrets.\n"
+    "\n"
+    "  --journal PATH  the journal to read (default: where `diabridge run` keeps it)\n"
+    "  --json          one JSON object instead of the table\n";
+
+struct status_ctx {
+    struct dia_journal *j;
+    bool json;
+    json_t *all;
+    int64_t now;
+    unsigned n;
+};
+
+static void ago(int64_t now, int64_t then, char *buf, size_t len)
+{
+    if (then <= 0) {
+        snprintf(buf, len, "never");
+        return;
+    }
+    int64_t s = (now - then) / 1000;
+    if (s < 0)
+        s = 0;
+    if (s < 120)
+        snprintf(buf, len, "%llds ago", (long long)s);
+    else if (s < 7200)
+        snprintf(buf, len, "%lldm ago", (long long)(s / 60));
+    else if (s < 172800)
+        snprintf(buf, len, "%lldh ago", (long long)(s / 3600));
+    else
+        snprintf(buf, len, "%lldd ago", (long long)(s / 86400));
+}
+
+static int show_worker(const char *worker, const char *text, int64_t updated_ms, void *arg)
+{
+    struct status_ctx *x = arg;
+    json_error_t jerr;
+    json_t *o = json_loads(text, 0, &jerr);
+    if (!o)
+        return 0;
+    bool sink = strncmp(worker, "sink:", 5) == 0;
+    const char *name = strchr(worker, ':') ? strchr(worker, ':') + 1 : worker;
+    int64_t backlog = -1;
+    if (sink && dia_journal_backlog(x->j, name, &backlog) != DIA_OK)
+        backlog = -1;
+    json_object_set_new(o, "name", json_string(name));
+    json_object_set_new(o, "updated_ms", json_integer(updated_ms));
+    if (sink)
+        json_object_set_new(o, "backlog", json_integer(backlog));
+    x->n++;
+    if (x->json) {
+        json_array_append(x->all, o);
+        json_decref(o);
+        return 0;
+    }
+    char last[32];
+    ago(x->now, json_integer_value(json_object_get(o, "last_success_ms")), last, sizeof last);
+    const char *state = json_string_value(json_object_get(o, "state"));
+    const char *error = json_string_value(json_object_get(o, "last_error"));
+    json_t *c = json_object_get(o, "counters");
+    printf("%-7s %-16s %-12s last ok %-10s", sink ? "sink" : "source", name, state ? state : "?",
+           last);
+    if (sink)
+        printf(" backlog %lld", (long long)backlog);
+    printf("\n        %s\n", json_string_value(json_object_get(o, "spec")));
+    printf("        records %lld, duplicates %lld, failures %lld, restarts %lld",
+           (long long)json_integer_value(json_object_get(c, "records")),
+           (long long)json_integer_value(json_object_get(c, "duplicates")),
+           (long long)json_integer_value(json_object_get(c, "failures")),
+           (long long)json_integer_value(json_object_get(c, "restarts")));
+    long long crc = json_integer_value(json_object_get(c, "crc_errors"));
+    long long bad = json_integer_value(json_object_get(c, "decode_errors")) +
+                    json_integer_value(json_object_get(c, "implausible"));
+    long long dead = json_integer_value(json_object_get(c, "dead_letters"));
+    if (crc || bad)
+        printf(", rejected input %lld (checksum %lld)", crc + bad, crc);
+    if (dead)
+        printf(", dead letters %lld", dead);
+    putchar('\n');
+    if (error && error[0])
+        printf("        last error: %s\n", error);
+    json_decref(o);
+    return 0;
+}
+
+int dia_verb_status(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"journal", required_argument, NULL, 'j'}, {"json", no_argument, NULL, 'J'},
+        {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *journal_arg = NULL;
+    bool as_json = false;
+    int opt;
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'j':
+            journal_arg = optarg;
+            break;
+        case 'J':
+            as_json = true;
+            break;
+        case 'h':
+            fputs(status_usage, stdout);
+            return DIA_EXIT_OK;
+        case 'V':
+            dia_print_version();
+            return DIA_EXIT_OK;
+        default:
+            return dia_usage_error("status", "unknown or incomplete option \"%s\"",
+                                   argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return dia_usage_error("status", "unexpected argument \"%s\"", argv[optind]);
+
+    char pathbuf[4096], err[1024];
+    struct dia_journal_config jc = {
+        .path = dia_cli_journal_path(journal_arg, pathbuf, sizeof pathbuf), .readonly = true};
+    struct dia_journal *j = NULL;
+    if (dia_journal_open(&jc, &j, err, sizeof err) != DIA_OK) {
+        fprintf(stderr, "diabridge status: %s\n", err);
+        return DIA_EXIT_FAILURE;
+    }
+    struct status_ctx x = {.j = j, .json = as_json, .all = json_array(), .now = dia_now_ms()};
+    int64_t last_seq = dia_journal_last_seq(j);
+    if (!as_json)
+        printf("journal %s: %lld records\n", jc.path, (long long)(last_seq < 0 ? 0 : last_seq));
+    int rc = dia_journal_status_each(j, show_worker, &x);
+    int status = DIA_EXIT_OK;
+    if (rc != DIA_OK) {
+        fprintf(stderr, "diabridge status: %s\n", dia_journal_errmsg(j));
+        status = DIA_EXIT_FAILURE;
+    } else if (as_json) {
+        json_t *o = json_pack("{ss sI so}", "journal", jc.path, "last_seq", (json_int_t)last_seq,
+                              "workers", x.all);
+        x.all = NULL;
+        json_dumpf(o, stdout, JSON_INDENT(2));
+        putchar('\n');
+        json_decref(o);
+    } else if (x.n == 0) {
+        printf("no daemon has run with this journal yet\n");
+    }
+    json_decref(x.all);
+    dia_journal_close(j);
+    return status;
+}

@@ -1,0 +1,20 @@
+/* The verbs of the diabridge command; each returns a process exit status
+ * (DIA_EXIT_*; 2 for bad arguments). */
+#ifndef DIA_CLI_VERBS_H
+#define DIA_CLI_VERBS_H
+
+int dia_verb_run(int argc, char **argv);
+int dia_verb_demo(int argc, char **argv);
+int dia_verb_decode(int argc, char **argv);
+int dia_verb_export(int argc, char **argv);
+int dia_verb_status(int argc, char **argv);
+
+/* Shared by the verbs: "diabridge VERB: message" to stderr, then the
+ * verb's usage hint; returns DIA_EXIT_USAGE. */
+int dia_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* --version output, the same for every verb. */
+void dia_print_version(void);
+/* The journal path for read-only verbs: --journal, else the default. */
+const char *dia_cli_journal_path(const char *given, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,610 @@
+/*
+ * Supervisor and workers.
+ *
+ * Each source and sink is a sequential loop on its own thread; the journal
+ * is the only state they share (DESIGN §1).  The supervisor (main thread)
+ * owns signals, systemd notifications, the status table and retention.
+ *
+ * Failure policy: a worker whose open/poll/send fails closes its driver,
+ * waits with capped exponential back-off plus jitter, and starts again;
+ * credential and configuration failures wait much longer, because retrying
+ * a wrong password quickly can lock the user's account.  Nothing a worker
+ * does can take down another worker or the daemon.
+ *
+ * Shutdown: SIGTERM/SIGINT set the stop flag and wake every sleeper.  A
+ * worker finishes what it is doing — a poll and its commit, a batch send and
+ * its cursor update — and only then returns, so no acknowledged work is lost.
+ */
+#include "core/daemon.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/driver.h"
+#include "core/err.h"
+#include "core/journal.h"
+#include "core/log.h"
+
+#define BACKOFF_MIN_MS      1000
+#define BACKOFF_MAX_MS      (5 * 60 * 1000)
+#define BACKOFF_AUTH_MS     (30 * 60 * 1000) /* wrong password: do not hammer the account */
+#define SINK_IDLE_WAIT_MS   30000            /* re-check the journal at least this often */
+#define STATUS_INTERVAL_MS  10000
+#define PRUNE_INTERVAL_MS   (60 * 60 * 1000)
+
+enum worker_state { W_STARTING, W_RUNNING, W_BACKOFF, W_STOPPED };
+static const char *const state_names[] = {"starting", "running", "backing off", "stopped"};
+
+struct daemon;
+
+struct worker {
+    struct daemon *d;
+    bool is_sink;
+    const struct dia_source_driver *src;
+    const struct dia_sink_driver *sink;
+    struct dia_instance in;
+    pthread_t thread;
+    bool started;
+
+    pthread_mutex_t lock; /* guards the fields below (read by the status writer) */
+    enum worker_state state;
+    int64_t last_success_ms;
+    int64_t next_attempt_ms;
+    char error[256];
+    unsigned restarts;
+};
+
+struct daemon {
+    const struct dia_daemon_params *p;
+    struct dia_journal_hub hub;
+    atomic_bool stop;
+    pthread_mutex_t sleep_lock;
+    pthread_cond_t sleep_cond; /* CLOCK_MONOTONIC */
+    struct worker *workers;
+    size_t nworkers;
+    atomic_bool status_dirty;
+};
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* Sleep until wall time `until_ms` or until stop; returns false when stopping. */
+static bool sleep_until(struct daemon *d, int64_t until_ms)
+{
+    int64_t wait = until_ms - dia_now_ms();
+    if (wait <= 0)
+        return !atomic_load(&d->stop);
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += wait / 1000;
+    deadline.tv_nsec += (long)(wait % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&d->sleep_lock);
+    while (!atomic_load(&d->stop)) {
+        if (pthread_cond_timedwait(&d->sleep_cond, &d->sleep_lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&d->sleep_lock);
+    return !atomic_load(&d->stop);
+}
+
+static unsigned jitter_seed(const struct worker *w)
+{
+    return (unsigned)((uintptr_t)w ^ (uintptr_t)dia_mono_ms());
+}
+
+/* Capped exponential back-off with ±25% jitter, so many diabridges behind
+ * one outage do not retry in lockstep. */
+static int64_t next_backoff(int64_t current, int err, unsigned *seed)
+{
+    int64_t base;
+    if (err == DIA_ERR_AUTH || err == DIA_ERR_CONFIG)
+        base = BACKOFF_AUTH_MS;
+    else if (current <= 0)
+        base = BACKOFF_MIN_MS;
+    else
+        base = current * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : current * 2;
+    int64_t spread = base / 4;
+    int64_t j = spread ? (int64_t)(rand_r(seed) % (2 * spread + 1)) - spread : 0;
+    return base + j;
+}
+
+static void set_state(struct worker *w, enum worker_state st, int err)
+{
+    pthread_mutex_lock(&w->lock);
+    w->state = st;
+    if (st == W_RUNNING && err == DIA_OK)
+        w->last_success_ms = dia_now_ms();
+    if (err != DIA_OK) {
+        if (w->in.last_error[0])
+            snprintf(w->error, sizeof w->error, "%s", w->in.last_error);
+        else
+            snprintf(w->error, sizeof w->error, "%s", dia_strerror(err));
+    }
+    pthread_mutex_unlock(&w->lock);
+    atomic_store(&w->d->status_dirty, true);
+}
+
+static void mark_success(struct worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    bool changed = w->state != W_RUNNING || w->error[0];
+    w->state = W_RUNNING;
+    w->last_success_ms = dia_now_ms();
+    w->error[0] = '\0';
+    w->in.last_error[0] = '\0';
+    pthread_mutex_unlock(&w->lock);
+    if (changed)
+        atomic_store(&w->d->status_dirty, true);
+}
+
+/* A failure: log it, count it, and sleep the back-off.  false = stopping. */
+static bool fail_and_wait(struct worker *w, const char *what, int err, int64_t *backoff,
+                          unsigned *seed)
+{
+    atomic_fetch_add(&w->in.counters.failures, 1);
+    *backoff = next_backoff(*backoff, err, seed);
+    set_state(w, W_BACKOFF, err);
+    pthread_mutex_lock(&w->lock);
+    w->next_attempt_ms = dia_now_ms() + *backoff;
+    w->restarts++;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", w->error);
+    pthread_mutex_unlock(&w->lock);
+    atomic_fetch_add(&w->in.counters.reconnects, 1);
+    if (err == DIA_ERR_AUTH || err == DIA_ERR_CONFIG)
+        dia_err(w->in.name, "%s failed: %s; trying again in %lld minutes (fix the settings and "
+                            "restart diabridge to try at once)",
+                what, msg, (long long)(*backoff / 60000));
+    else
+        dia_warn(w->in.name, "%s failed: %s; retrying in %.1f s", what, msg, *backoff / 1000.0);
+    return sleep_until(w->d, dia_now_ms() + *backoff);
+}
+
+static struct dia_journal *open_worker_journal(struct worker *w)
+{
+    struct dia_journal_config jc = {
+        .path = w->d->p->journal_path, .sync = w->d->p->cfg->sync, .hub = &w->d->hub};
+    int64_t backoff = 0;
+    unsigned seed = jitter_seed(w);
+    while (!atomic_load(&w->d->stop)) {
+        struct dia_journal *j = NULL;
+        char err[512];
+        int rc = dia_journal_open(&jc, &j, err, sizeof err);
+        if (rc == DIA_OK)
+            return j;
+        dia_instance_error(&w->in, "%s", err);
+        if (!fail_and_wait(w, "opening the journal", rc, &backoff, &seed))
+            break;
+    }
+    return NULL;
+}
+
+/* ---- source worker ------------------------------------------------------- */
+
+/* Commit a polled batch, retrying while the journal is temporarily unable
+ * (disk full, busy).  Returns DIA_OK, or the error when stopping or when the
+ * batch itself is bad (then it is dropped: the source's state did not move,
+ * so the device will be read again). */
+static int commit_batch(struct worker *w, struct dia_batch *batch)
+{
+    int64_t backoff = 0;
+    unsigned seed = jitter_seed(w);
+    for (;;) {
+        struct dia_commit_result res;
+        int rc = dia_journal_commit(w->in.journal, w->in.name, batch, &res);
+        if (rc == DIA_OK) {
+            atomic_fetch_add(&w->in.counters.records, res.inserted);
+            atomic_fetch_add(&w->in.counters.duplicates, res.duplicates);
+            if (res.inserted)
+                dia_debug(w->in.name, "stored %zu new records (%zu already known, %zu merged)",
+                          res.inserted, res.duplicates, res.merged);
+            return DIA_OK;
+        }
+        dia_instance_error(&w->in, "%s", dia_journal_errmsg(w->in.journal));
+        if (rc == DIA_ERR_IMPLAUSIBLE) {
+            atomic_fetch_add(&w->in.counters.implausible, 1);
+            dia_err(w->in.name, "%s", w->in.last_error);
+            return rc;
+        }
+        if (!fail_and_wait(w, "storing records", rc, &backoff, &seed))
+            return DIA_ERR_STOPPING;
+    }
+}
+
+static void *source_main(void *arg)
+{
+    struct worker *w = arg;
+    const struct dia_source_driver *drv = w->src;
+    struct dia_batch batch;
+    dia_batch_init(&batch);
+    int64_t backoff = 0;
+    unsigned seed = jitter_seed(w);
+
+    w->in.journal = open_worker_journal(w);
+    while (w->in.journal && !atomic_load(&w->d->stop)) {
+        set_state(w, W_STARTING, DIA_OK);
+        int rc = drv->open(&w->in);
+        if (rc != DIA_OK) {
+            if (!fail_and_wait(w, "opening", rc, &backoff, &seed))
+                break;
+            continue;
+        }
+        dia_info(w->in.name, "started");
+        mark_success(w);
+        while (!atomic_load(&w->d->stop)) {
+            dia_batch_clear(&batch);
+            int64_t next_ms = dia_now_ms() + 60000;
+            rc = drv->poll(&w->in, &batch, &next_ms);
+            atomic_fetch_add(&w->in.counters.polls, 1);
+            if (rc != DIA_OK)
+                break;
+            rc = commit_batch(w, &batch);
+            if (rc == DIA_ERR_STOPPING)
+                break;
+            if (rc == DIA_OK) {
+                if (drv->committed)
+                    drv->committed(&w->in, &batch);
+                backoff = 0;
+                mark_success(w);
+            } else {
+                break; /* the driver produced a bad record: restart it */
+            }
+            if (!sleep_until(w->d, next_ms))
+                break;
+        }
+        drv->close(&w->in);
+        w->in.priv = NULL;
+        if (atomic_load(&w->d->stop))
+            break;
+        if (!fail_and_wait(w, "reading", rc, &backoff, &seed))
+            break;
+    }
+    dia_batch_free(&batch);
+    set_state(w, W_STOPPED, DIA_OK);
+    return NULL;
+}
+
+/* ---- sink worker --------------------------------------------------------- */
+
+static void *sink_main(void *arg)
+{
+    struct worker *w = arg;
+    const struct dia_sink_driver *drv = w->sink;
+    size_t max = (size_t)dia_opt_int(w->in.opts, "batch", (long long)drv->default_batch);
+    if (max == 0)
+        max = 100;
+    struct dia_record *recs = calloc(max, sizeof *recs);
+    int64_t backoff = 0;
+    unsigned seed = jitter_seed(w);
+    int64_t cursor = 0;
+
+    if (!recs) {
+        dia_err(w->in.name, "out of memory for a batch of %zu records", max);
+        set_state(w, W_STOPPED, DIA_ERR_NOMEM);
+        return NULL;
+    }
+    w->in.journal = open_worker_journal(w);
+    while (w->in.journal && !atomic_load(&w->d->stop)) {
+        int rc = dia_journal_cursor_get(w->in.journal, w->in.name, &cursor);
+        if (rc == DIA_OK) {
+            set_state(w, W_STARTING, DIA_OK);
+            rc = drv->open(&w->in);
+        } else {
+            dia_instance_error(&w->in, "%s", dia_journal_errmsg(w->in.journal));
+        }
+        if (rc != DIA_OK) {
+            if (!fail_and_wait(w, "opening", rc, &backoff, &seed))
+                break;
+            continue;
+        }
+        dia_info(w->in.name, "started; delivering records after seq %lld", (long long)cursor);
+        mark_success(w);
+        uint64_t seen = 0;
+        while (!atomic_load(&w->d->stop)) {
+            /* Take the hub version before reading, so a commit between the
+             * read and the wait still wakes us. */
+            pthread_mutex_lock(&w->d->hub.lock);
+            seen = w->d->hub.version;
+            pthread_mutex_unlock(&w->d->hub.lock);
+            size_t n = 0;
+            rc = dia_journal_read(w->in.journal, cursor, recs, max, &n);
+            if (rc != DIA_OK) {
+                dia_instance_error(&w->in, "%s", dia_journal_errmsg(w->in.journal));
+                break;
+            }
+            if (n == 0) {
+                dia_journal_hub_wait(&w->d->hub, seen, SINK_IDLE_WAIT_MS);
+                continue;
+            }
+            size_t acked = 0;
+            rc = drv->send(&w->in, recs, n, &acked);
+            atomic_fetch_add(&w->in.counters.polls, 1);
+            if (acked > n)
+                acked = n; /* a driver bug must not move the cursor past what was sent */
+            if (acked > 0) {
+                int crc = dia_journal_cursor_set(w->in.journal, w->in.name, recs[acked - 1].seq);
+                if (crc != DIA_OK) {
+                    /* Delivered but not recorded: they will be sent again,
+                     * which the sinks' stable identities absorb. */
+                    dia_instance_error(&w->in, "%s", dia_journal_errmsg(w->in.journal));
+                    rc = crc;
+                    break;
+                }
+                cursor = recs[acked - 1].seq;
+                atomic_fetch_add(&w->in.counters.records, acked);
+            }
+            if (rc == DIA_OK) {
+                backoff = 0;
+                mark_success(w);
+                continue;
+            }
+            if (rc == DIA_ERR_PERMANENT && acked < n) {
+                const char *reason = w->in.last_error[0] ? w->in.last_error : "rejected";
+                dia_err(w->in.name, "giving up on record seq %lld (%s %s): %s",
+                        (long long)recs[acked].seq, dia_kind_name(recs[acked].kind),
+                        recs[acked].key, reason);
+                int drc = dia_journal_dead_letter(w->in.journal, w->in.name, recs[acked].seq,
+                                                  reason);
+                if (drc != DIA_OK) {
+                    dia_instance_error(&w->in, "%s", dia_journal_errmsg(w->in.journal));
+                    rc = drc;
+                    break;
+                }
+                cursor = recs[acked].seq;
+                atomic_fetch_add(&w->in.counters.dead_letters, 1);
+                continue;
+            }
+            break; /* transient or auth: reconnect after back-off */
+        }
+        drv->close(&w->in);
+        w->in.priv = NULL;
+        if (atomic_load(&w->d->stop))
+            break;
+        if (!fail_and_wait(w, "sending", rc, &backoff, &seed))
+            break;
+    }
+    free(recs);
+    set_state(w, W_STOPPED, DIA_OK);
+    return NULL;
+}
+
+/* ---- status -------------------------------------------------------------- */
+
+static json_t *counters_json(const struct dia_counters *c)
+{
+    return json_pack("{sI sI sI sI sI sI sI sI sI sI sI}", "polls", (json_int_t)c->polls,
+                     "frames_ok", (json_int_t)c->frames_ok, "crc_errors",
+                     (json_int_t)c->crc_errors, "decode_errors", (json_int_t)c->decode_errors,
+                     "implausible", (json_int_t)c->implausible, "timeouts",
+                     (json_int_t)c->timeouts, "restarts", (json_int_t)c->reconnects, "records",
+                     (json_int_t)c->records, "duplicates", (json_int_t)c->duplicates,
+                     "dead_letters", (json_int_t)c->dead_letters, "failures",
+                     (json_int_t)c->failures);
+}
+
+static void write_status(struct daemon *d, struct dia_journal *j)
+{
+    for (size_t i = 0; i < d->nworkers; i++) {
+        struct worker *w = &d->workers[i];
+        char spec[512];
+        dia_options_describe(w->in.opts, spec, sizeof spec); /* secrets redacted */
+        pthread_mutex_lock(&w->lock);
+        json_t *o = json_pack("{ss ss ss ss sI sI ss sI}", "role", w->is_sink ? "sink" : "source",
+                              "driver", w->in.opts->driver, "spec", spec, "state",
+                              state_names[w->state], "last_success_ms",
+                              (json_int_t)w->last_success_ms, "next_attempt_ms",
+                              (json_int_t)(w->state == W_BACKOFF ? w->next_attempt_ms : 0),
+                              "last_error", w->error, "pid", (json_int_t)getpid());
+        pthread_mutex_unlock(&w->lock);
+        if (!o)
+            continue;
+        json_object_set_new(o, "counters", counters_json(&w->in.counters));
+        char *text = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (text) {
+            char key[64];
+            snprintf(key, sizeof key, "%s:%s", w->is_sink ? "sink" : "source", w->in.name);
+            if (dia_journal_status_put(j, key, text) != DIA_OK)
+                dia_debug("daemon", "%s", dia_journal_errmsg(j));
+            free(text);
+        }
+    }
+}
+
+static void prune(struct daemon *d, struct dia_journal *j)
+{
+    const struct dia_config *cfg = d->p->cfg;
+    if (cfg->retention_s < 0)
+        return;
+    const char *names[64];
+    size_t n = 0;
+    for (size_t i = 0; i < d->nworkers && n < 64; i++) {
+        if (d->workers[i].is_sink)
+            names[n++] = d->workers[i].in.name;
+    }
+    int64_t deleted = 0;
+    int rc = dia_journal_prune(j, dia_now_ms() - cfg->retention_s * 1000, names, n, &deleted);
+    if (rc != DIA_OK)
+        dia_warn("daemon", "retention: %s", dia_journal_errmsg(j));
+    else if (deleted)
+        dia_info("daemon", "retention: dropped %lld delivered records older than %lld days",
+                 (long long)deleted, cfg->retention_s / 86400);
+}
+
+/* ---- run ----------------------------------------------------------------- */
+
+static int start_workers(struct daemon *d)
+{
+    const struct dia_config *cfg = d->p->cfg;
+    d->nworkers = cfg->nsources + cfg->nsinks;
+    d->workers = calloc(d->nworkers ? d->nworkers : 1, sizeof *d->workers);
+    if (!d->workers)
+        return DIA_ERR_NOMEM;
+    for (size_t i = 0; i < d->nworkers; i++) {
+        struct worker *w = &d->workers[i];
+        bool sink = i >= cfg->nsources;
+        struct dia_instance_config *ic = sink ? &cfg->sinks[i - cfg->nsources] : &cfg->sources[i];
+        w->d = d;
+        w->is_sink = sink;
+        w->in.opts = &ic->opts;
+        w->in.stop = &d->stop;
+        snprintf(w->in.name, sizeof w->in.name, "%s", ic->name);
+        if (sink)
+            w->sink = dia_sink_driver_find(ic->opts.driver);
+        else
+            w->src = dia_source_driver_find(ic->opts.driver);
+        if (!w->sink && !w->src)
+            return DIA_ERR_CONFIG; /* validated before; cannot happen */
+        pthread_mutex_init(&w->lock, NULL);
+        w->state = W_STARTING;
+    }
+    for (size_t i = 0; i < d->nworkers; i++) {
+        struct worker *w = &d->workers[i];
+        int rc = pthread_create(&w->thread, NULL, w->is_sink ? sink_main : source_main, w);
+        if (rc != 0) {
+            dia_err("daemon", "cannot start a thread for %s: %s", w->in.name, strerror(rc));
+            return DIA_ERR_NOMEM;
+        }
+        w->started = true;
+    }
+    return DIA_OK;
+}
+
+static void stop_workers(struct daemon *d)
+{
+    atomic_store(&d->stop, true);
+    pthread_mutex_lock(&d->sleep_lock);
+    pthread_cond_broadcast(&d->sleep_cond);
+    pthread_mutex_unlock(&d->sleep_lock);
+    dia_journal_hub_notify(&d->hub, 0);
+    for (size_t i = 0; i < d->nworkers; i++) {
+        if (d->workers[i].started)
+            pthread_join(d->workers[i].thread, NULL);
+    }
+}
+
+int dia_daemon_run(const struct dia_daemon_params *p)
+{
+    struct daemon d;
+    memset(&d, 0, sizeof d);
+    d.p = p;
+    atomic_init(&d.stop, false);
+    atomic_init(&d.status_dirty, true);
+    dia_journal_hub_init(&d.hub);
+    pthread_mutex_init(&d.sleep_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&d.sleep_cond, &ca);
+    pthread_condattr_destroy(&ca);
+
+    int exit_status = DIA_EXIT_OK;
+    struct dia_journal *j = NULL;
+    char err[512];
+    struct dia_journal_config jc = {.path = p->journal_path, .sync = p->cfg->sync, .hub = &d.hub};
+    int rc = dia_journal_open(&jc, &j, err, sizeof err);
+    if (rc == DIA_OK) {
+        rc = dia_journal_check(j, err, sizeof err);
+        if (rc != DIA_OK) {
+            char detail[256];
+            snprintf(detail, sizeof detail, "%.200s", err);
+            snprintf(err, sizeof err,
+                     "journal %s failed its integrity check (%s). Stop diabridge, move the file "
+                     "aside (mv %s %s.damaged) and start again",
+                     p->journal_path, detail, p->journal_path, p->journal_path);
+        }
+    }
+    if (rc != DIA_OK) {
+        dia_err("daemon", "%s", err);
+        /* Transient journal trouble (busy, disk full) is worth a restart by
+         * systemd; a damaged file or a permission problem is not. */
+        exit_status = dia_err_is_transient(rc) ? DIA_EXIT_FAILURE : DIA_EXIT_CONFIG;
+        goto out;
+    }
+    dia_info("daemon", "diabridge %s: journal %s, %zu sources, %zu sinks", DIA_VERSION,
+             p->journal_path, p->cfg->nsources, p->cfg->nsinks);
+
+    /* Signals are taken synchronously by this thread only; workers never
+     * see them, so no handler ever runs in the middle of a driver. */
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (start_workers(&d) != DIA_OK) {
+        exit_status = DIA_EXIT_FAILURE;
+        stop_workers(&d);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        goto out;
+    }
+    sd_notify(0, "READY=1\nSTATUS=running");
+    uint64_t watchdog_usec = 0;
+    bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+    int64_t started = dia_mono_ms();
+    int64_t last_status = 0, last_prune = 0, last_ping = 0;
+    int64_t end = p->duration_s > 0 ? started + (int64_t)(p->duration_s * 1000) : 0;
+
+    for (;;) {
+        int64_t now = dia_mono_ms();
+        if (end && now >= end) {
+            dia_info("daemon", "run time of %.0f s reached; stopping", p->duration_s);
+            break;
+        }
+        if (watchdog && (now - last_ping) * 1000 >= (int64_t)watchdog_usec / 2) {
+            sd_notify(0, "WATCHDOG=1");
+            last_ping = now;
+        }
+        if (atomic_exchange(&d.status_dirty, false) || now - last_status >= STATUS_INTERVAL_MS) {
+            write_status(&d, j);
+            last_status = now;
+        }
+        if (now - last_prune >= PRUNE_INTERVAL_MS) {
+            prune(&d, j);
+            last_prune = now;
+        }
+        int64_t wait_ms = 1000;
+        if (end && end - now < wait_ms)
+            wait_ms = end - now;
+        struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000L};
+        int sig = sigtimedwait(&sigs, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            dia_info("daemon", "%s received; finishing work in flight and stopping",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+        if (sig == SIGHUP)
+            dia_info("daemon", "SIGHUP: configuration is read at start; restart to reload");
+    }
+    sd_notify(0, "STOPPING=1");
+    stop_workers(&d);
+    write_status(&d, j);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    dia_info("daemon", "stopped");
+out:
+    for (size_t i = 0; i < d.nworkers; i++) {
+        dia_journal_close(d.workers[i].in.journal);
+        pthread_mutex_destroy(&d.workers[i].lock);
+    }
+    free(d.workers);
+    dia_journal_close(j);
+    pthread_cond_destroy(&d.sleep_cond);
+    pthread_mutex_destroy(&d.sleep_lock);
+    dia_journal_hub_destroy(&d.hub);
+    return exit_status;
+}

@@ -1,0 +1,107 @@
+/*
+ * Source and sink method tables (DESIGN §7).
+ *
+ * Like gpsd's struct gps_type_t and libsigrok's sr_dev_driver: a driver is a
+ * constant table of methods; an instance holds the user's options, the
+ * driver's private state, and counters.  The supervisor owns the thread and
+ * the retry policy; drivers stay sequential and simple.
+ *
+ * Threading: each instance runs on its own thread and is only ever touched
+ * from it, except the counters (atomic, read by the status writer) and the
+ * stop flag (set by the supervisor).
+ */
+#ifndef DIA_CORE_DRIVER_H
+#define DIA_CORE_DRIVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/options.h"
+#include "core/record.h"
+
+struct dia_journal;
+
+/* Counters every driver may bump; reported by `diabridge status`. */
+struct dia_counters {
+    atomic_ullong polls;          /* source: polls done; sink: batches sent */
+    atomic_ullong frames_ok;      /* source: frames/responses decoded */
+    atomic_ullong crc_errors;     /* source: integrity failures */
+    atomic_ullong decode_errors;  /* source: truncated / malformed / unsupported */
+    atomic_ullong implausible;    /* source: values rejected as implausible */
+    atomic_ullong timeouts;
+    atomic_ullong reconnects;     /* worker restarts after a failure */
+    atomic_ullong records;        /* source: new records stored; sink: records acknowledged */
+    atomic_ullong duplicates;     /* source: records the journal already had */
+    atomic_ullong dead_letters;   /* sink: records given up on */
+    atomic_ullong failures;       /* failed polls / sends */
+};
+
+/* Shared by sources and sinks: who am I, what did the user configure. */
+struct dia_instance {
+    char name[48];                 /* "sim", "jsonl", "jsonl#2": log prefix, journal owner */
+    struct dia_options *opts;      /* validated options */
+    void *priv;                    /* the driver's own state, owned by the driver */
+    struct dia_counters counters;
+    struct dia_journal *journal;   /* this worker's own connection (state reads) */
+    const atomic_bool *stop;       /* set when the daemon shuts down */
+    char last_error[256];          /* human sentence; never contains a secret */
+};
+
+static inline bool dia_instance_stopping(const struct dia_instance *in)
+{
+    return in->stop && atomic_load(in->stop);
+}
+
+/* Record a human-readable error on the instance (printf-style). */
+void dia_instance_error(struct dia_instance *in, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+struct dia_source_driver {
+    const char *name;
+    const char *description;
+    const char *target_help;               /* NULL: the driver takes no target */
+    const struct dia_option_spec *options; /* terminated by a {NULL} row */
+    /* Acquire the device or session.  Transient errors are retried by the
+     * supervisor with back-off; DIA_ERR_CONFIG / DIA_ERR_AUTH stop retries
+     * for a long while. */
+    int (*open)(struct dia_instance *src);
+    /* Read what is new.  Append records (and state updates) to out; they are
+     * committed in one transaction after poll returns DIA_OK.  Set *next_ms
+     * to the wall-clock time (Unix ms) of the next poll.  Records appended
+     * before a failure are discarded, state included. */
+    int (*poll)(struct dia_instance *src, struct dia_batch *out, int64_t *next_ms);
+    /* After the commit of poll's batch: the source may now forget what it
+     * held for this batch.  May be NULL. */
+    void (*committed)(struct dia_instance *src, const struct dia_batch *batch);
+    void (*close)(struct dia_instance *src);
+};
+
+struct dia_sink_driver {
+    const char *name;
+    const char *description;
+    const char *target_help;
+    const struct dia_option_spec *options;
+    size_t default_batch; /* records per send() unless the user says otherwise */
+    int (*open)(struct dia_instance *sink);
+    /*
+     * Deliver recs[0..n-1] (in journal order).  Set *acked to how many,
+     * from the start, the remote side has acknowledged.  Return DIA_OK when
+     * all were; otherwise a classified error:
+     *   DIA_ERR_PERMANENT — recs[*acked] can never be accepted; it is
+     *                       dead-lettered with last_error as the reason;
+     *   DIA_ERR_AUTH      — credentials rejected; retried slowly;
+     *   anything else     — transient; retried with back-off.
+     */
+    int (*send)(struct dia_instance *sink, const struct dia_record *recs, size_t n, size_t *acked);
+    void (*close)(struct dia_instance *sink);
+};
+
+/* The registries (src/drivers.c): one row per driver. */
+extern const struct dia_source_driver *const dia_source_drivers[];
+extern const struct dia_sink_driver *const dia_sink_drivers[];
+const struct dia_source_driver *dia_source_driver_find(const char *name);
+const struct dia_sink_driver *dia_sink_driver_find(const char *name);
+
+#endif

@@ -1,0 +1,791 @@
+/*
+ * The journal (DESIGN §5–6): SQLite in WAL mode, one connection per thread.
+ *
+ * Why WAL: sources write while sinks read; in WAL readers never block the
+ * writer and a crash at any instant leaves either the whole transaction or
+ * none of it.  Why synchronous=FULL by default: a commit is the promise
+ * "stored"; with NORMAL a power cut could take back the last commits.
+ *
+ * Consolidation happens inside the commit transaction so that "is this
+ * reading already published?" and "publish it" can never race between two
+ * sources: SQLite serialises writers, and the check reads the same snapshot
+ * the insert writes to.
+ *
+ * Retention does not delete rows: it drops the payload and keeps the
+ * record_key as a tombstone.  Otherwise a receiver re-imported with
+ * `since=all` would bring year-old readings back as "new" and publish them
+ * again.
+ */
+#include "core/journal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/err.h"
+
+#define SCHEMA_VERSION "1"
+
+/* DESIGN §6: same sensor, |Δt| ≤ 150 s, |Δvalue| ≤ 1 mg/dL → one reading */
+#define MERGE_WINDOW_MS   150000
+#define MERGE_VALUE_MGDL  1
+
+enum stmt_id {
+    ST_INSERT,
+    ST_NEIGHBOURS,
+    ST_STATE_GET,
+    ST_STATE_SET,
+    ST_READ,
+    ST_CURSOR_GET,
+    ST_CURSOR_SET,
+    ST_DEAD,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_INSERT] = "INSERT OR IGNORE INTO records(record_key, kind, t_utc_ms, source, sensor, mgdl,"
+                  " published, merged_into, received_ms, payload)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [ST_NEIGHBOURS] = "SELECT seq, mgdl FROM records WHERE kind = 'glucose' AND sensor = ?1"
+                      " AND published = 1 AND t_utc_ms BETWEEN ?2 - ?3 AND ?2 + ?3",
+    [ST_STATE_GET] = "SELECT value FROM source_state WHERE owner = ?1 AND key = ?2",
+    [ST_STATE_SET] = "INSERT INTO source_state(owner, key, value) VALUES(?1, ?2, ?3)"
+                     " ON CONFLICT(owner, key) DO UPDATE SET value = excluded.value",
+    [ST_READ] = "SELECT seq, payload FROM records WHERE seq > ?1 AND published = 1"
+                " AND payload IS NOT NULL ORDER BY seq LIMIT ?2",
+    [ST_CURSOR_GET] = "SELECT last_seq FROM sink_cursor WHERE sink = ?1",
+    [ST_CURSOR_SET] = "INSERT INTO sink_cursor(sink, last_seq, updated_ms) VALUES(?1, ?2, ?3)"
+                      " ON CONFLICT(sink) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq),"
+                      " updated_ms = excluded.updated_ms",
+    [ST_DEAD] = "INSERT INTO dead_letter(sink, seq, reason, at_ms) VALUES(?1, ?2, ?3, ?4)",
+};
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    /* AUTOINCREMENT: a seq is never reused, so a sink cursor can never
+     * skip a record that took over a deleted row's number. */
+    "CREATE TABLE IF NOT EXISTS records("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  record_key TEXT NOT NULL UNIQUE,"
+    "  kind TEXT NOT NULL,"
+    "  t_utc_ms INTEGER NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  sensor TEXT,"
+    "  mgdl INTEGER,"
+    "  published INTEGER NOT NULL,"
+    "  merged_into INTEGER,"
+    "  received_ms INTEGER NOT NULL,"
+    "  payload TEXT);"
+    "CREATE INDEX IF NOT EXISTS records_glucose_slot ON records(sensor, t_utc_ms)"
+    "  WHERE kind = 'glucose';"
+    "CREATE INDEX IF NOT EXISTS records_time ON records(t_utc_ms);"
+    "CREATE TABLE IF NOT EXISTS sink_cursor(sink TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,"
+    "  updated_ms INTEGER);"
+    "CREATE TABLE IF NOT EXISTS dead_letter(id INTEGER PRIMARY KEY, sink TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS source_state(owner TEXT NOT NULL, key TEXT NOT NULL,"
+    "  value TEXT NOT NULL, PRIMARY KEY(owner, key));"
+    "CREATE TABLE IF NOT EXISTS worker_status(worker TEXT PRIMARY KEY, json TEXT NOT NULL,"
+    "  updated_ms INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "');";
+
+struct dia_journal {
+    sqlite3 *db;
+    char *path;
+    bool readonly;
+    struct dia_journal_hub *hub;
+    sqlite3_stmt *stmt[ST_COUNT];
+    char errmsg[512];
+};
+
+/* ---- hub ----------------------------------------------------------------- */
+
+void dia_journal_hub_init(struct dia_journal_hub *hub)
+{
+    pthread_mutex_init(&hub->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    /* Monotonic, so a wall-clock jump cannot make sinks sleep for hours. */
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&hub->changed, &attr);
+    pthread_condattr_destroy(&attr);
+    hub->last_seq = 0;
+    hub->version = 0;
+}
+
+void dia_journal_hub_destroy(struct dia_journal_hub *hub)
+{
+    pthread_cond_destroy(&hub->changed);
+    pthread_mutex_destroy(&hub->lock);
+}
+
+void dia_journal_hub_notify(struct dia_journal_hub *hub, int64_t seq)
+{
+    pthread_mutex_lock(&hub->lock);
+    if (seq > hub->last_seq)
+        hub->last_seq = seq;
+    hub->version++;
+    pthread_cond_broadcast(&hub->changed);
+    pthread_mutex_unlock(&hub->lock);
+}
+
+uint64_t dia_journal_hub_wait(struct dia_journal_hub *hub, uint64_t seen_version, int timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&hub->lock);
+    while (hub->version == seen_version) {
+        if (pthread_cond_timedwait(&hub->changed, &hub->lock, &deadline) != 0)
+            break;
+    }
+    uint64_t v = hub->version;
+    pthread_mutex_unlock(&hub->lock);
+    return v;
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+/* Map an SQLite result to our error and a sentence a user can act on. */
+static int journal_fail(struct dia_journal *j, int sqlite_rc, const char *doing)
+{
+    const char *path = j->path;
+    const char *detail = j->db ? sqlite3_errmsg(j->db) : sqlite3_errstr(sqlite_rc);
+    int primary = sqlite_rc & 0xff;
+    int err;
+    switch (primary) {
+    case SQLITE_FULL:
+        err = DIA_ERR_JOURNAL_FULL;
+        snprintf(j->errmsg, sizeof j->errmsg,
+                 "journal %s: the disk is full while %s. Free some space; diabridge keeps "
+                 "retrying and loses nothing already stored",
+                 path, doing);
+        break;
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        err = DIA_ERR_JOURNAL_ACCESS;
+        snprintf(j->errmsg, sizeof j->errmsg,
+                 "journal %s: no permission to write while %s (%s). The user running diabridge "
+                 "(uid %u) must own the file and its folder, or set `journal PATH` to a "
+                 "writable place",
+                 path, doing, detail, (unsigned)geteuid());
+        break;
+    case SQLITE_CANTOPEN:
+        err = DIA_ERR_JOURNAL_ACCESS;
+        snprintf(j->errmsg, sizeof j->errmsg,
+                 "journal %s: cannot open the file while %s (%s). Check that the folder exists "
+                 "and is writable by uid %u, or set `journal PATH`",
+                 path, doing, detail, (unsigned)geteuid());
+        break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        err = DIA_ERR_JOURNAL_CORRUPT;
+        snprintf(j->errmsg, sizeof j->errmsg,
+                 "journal %s is damaged or is not a diabridge journal (%s, while %s). Stop "
+                 "diabridge, move the file aside (mv %s %s.damaged) and start again; the "
+                 "devices still hold their recent history",
+                 path, detail, doing, path, path);
+        break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        err = DIA_ERR_JOURNAL;
+        snprintf(j->errmsg, sizeof j->errmsg,
+                 "journal %s is busy while %s (another program holds a lock); will retry", path,
+                 doing);
+        break;
+    default:
+        err = DIA_ERR_JOURNAL;
+        snprintf(j->errmsg, sizeof j->errmsg, "journal %s: %s while %s", path, detail, doing);
+        break;
+    }
+    return err;
+}
+
+const char *dia_journal_errmsg(const struct dia_journal *j)
+{
+    return j->errmsg;
+}
+
+const char *dia_journal_path(const struct dia_journal *j)
+{
+    return j->path;
+}
+
+/* ---- open / close -------------------------------------------------------- */
+
+static int mkdir_parents(const char *path)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return -1;
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf)
+        return 0;
+    *slash = '\0';
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+static int exec_sql(struct dia_journal *j, const char *sql, const char *doing)
+{
+    int rc = sqlite3_exec(j->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? DIA_OK : journal_fail(j, rc, doing);
+}
+
+void dia_journal_close(struct dia_journal *j)
+{
+    if (!j)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(j->stmt[i]);
+    sqlite3_close(j->db);
+    free(j->path);
+    free(j);
+}
+
+int dia_journal_open(const struct dia_journal_config *cfg, struct dia_journal **out, char *errbuf,
+                     size_t errlen)
+{
+    *out = NULL;
+    struct dia_journal *j = calloc(1, sizeof *j);
+    if (!j || !(j->path = strdup(cfg->path))) {
+        free(j);
+        snprintf(errbuf, errlen, "out of memory opening the journal");
+        return DIA_ERR_NOMEM;
+    }
+    j->readonly = cfg->readonly;
+    j->hub = cfg->hub;
+    int err = DIA_OK;
+
+    if (!cfg->readonly && mkdir_parents(cfg->path) != 0) {
+        snprintf(j->errmsg, sizeof j->errmsg,
+                 "journal %s: cannot create its folder (%s). Create it, or set `journal PATH` to "
+                 "a writable place",
+                 cfg->path, strerror(errno));
+        err = DIA_ERR_JOURNAL_ACCESS;
+        goto fail;
+    }
+    int flags = SQLITE_OPEN_NOMUTEX |
+                (cfg->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int rc = sqlite3_open_v2(cfg->path, &j->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        err = journal_fail(j, rc, "opening");
+        goto fail;
+    }
+    sqlite3_extended_result_codes(j->db, 0);
+    sqlite3_busy_timeout(j->db, 10000);
+    if (!cfg->readonly) {
+        if (access(cfg->path, W_OK) != 0) {
+            err = journal_fail(j, SQLITE_READONLY, "opening");
+            goto fail;
+        }
+        /* journal_mode is the first statement that reads the header, so a
+         * truncated or foreign file is reported here. */
+        if ((err = exec_sql(j, "PRAGMA journal_mode=WAL", "opening")) != DIA_OK)
+            goto fail;
+        const char *sync = cfg->sync == DIA_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
+                                                         : "PRAGMA synchronous=FULL";
+        if ((err = exec_sql(j, sync, "opening")) != DIA_OK)
+            goto fail;
+        if ((err = exec_sql(j, "BEGIN IMMEDIATE", "creating tables")) != DIA_OK)
+            goto fail;
+        if ((err = exec_sql(j, schema_sql, "creating tables")) != DIA_OK) {
+            sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+            goto fail;
+        }
+        if ((err = exec_sql(j, "COMMIT", "creating tables")) != DIA_OK)
+            goto fail;
+    } else {
+        if ((err = exec_sql(j, "SELECT count(*) FROM meta", "opening")) != DIA_OK) {
+            if (err == DIA_ERR_JOURNAL)
+                snprintf(j->errmsg, sizeof j->errmsg,
+                         "journal %s does not exist or is not a diabridge journal; run "
+                         "`diabridge run` first, or pass --journal PATH",
+                         cfg->path);
+            goto fail;
+        }
+    }
+    for (int i = 0; i < ST_COUNT; i++) {
+        rc = sqlite3_prepare_v3(j->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &j->stmt[i],
+                                NULL);
+        if (rc != SQLITE_OK) {
+            err = journal_fail(j, rc, "preparing statements");
+            goto fail;
+        }
+    }
+    *out = j;
+    return DIA_OK;
+fail:
+    snprintf(errbuf, errlen, "%s", j->errmsg);
+    dia_journal_close(j);
+    return err;
+}
+
+/* ---- commit and consolidation -------------------------------------------- */
+
+static int step_done(struct dia_journal *j, sqlite3_stmt *st, const char *doing)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? DIA_OK : journal_fail(j, rc, doing);
+}
+
+/* The consolidation group of a glucose reading: the sensor/patient when the
+ * source knows it, otherwise the device itself. */
+static void sensor_group(const struct dia_record *r, char *buf, size_t len)
+{
+    if (r->sensor[0])
+        snprintf(buf, len, "%s", r->sensor);
+    else
+        snprintf(buf, len, "%s:%s", r->driver, r->device_id);
+}
+
+/* Returns the seq of an already published reading of the same sensor and
+ * slot with (almost) the same value, 0 when none, or a negative error. */
+static int64_t find_published_twin(struct dia_journal *j, const char *group,
+                                   const struct dia_record *r, int *err)
+{
+    sqlite3_stmt *st = j->stmt[ST_NEIGHBOURS];
+    sqlite3_bind_text(st, 1, group, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, r->t_utc_ms);
+    sqlite3_bind_int64(st, 3, MERGE_WINDOW_MS);
+    int64_t twin = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int mgdl = sqlite3_column_int(st, 1);
+        int diff = mgdl - r->u.glucose.mgdl;
+        if (diff >= -MERGE_VALUE_MGDL && diff <= MERGE_VALUE_MGDL) {
+            twin = sqlite3_column_int64(st, 0);
+            break;
+        }
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        *err = journal_fail(j, rc, "consolidating glucose");
+    sqlite3_reset(st);
+    return twin;
+}
+
+static int insert_one(struct dia_journal *j, const char *owner, const struct dia_record *r,
+                      struct dia_commit_result *res)
+{
+    char group[96] = "";
+    int64_t twin = 0;
+    int err = DIA_OK;
+    bool glucose = r->kind == DIA_KIND_GLUCOSE;
+    if (glucose) {
+        sensor_group(r, group, sizeof group);
+        twin = find_published_twin(j, group, r, &err);
+        if (err != DIA_OK)
+            return err;
+    }
+    char *payload = dia_record_to_json_text(r);
+    if (!payload)
+        return DIA_ERR_NOMEM;
+    sqlite3_stmt *st = j->stmt[ST_INSERT];
+    sqlite3_bind_text(st, 1, r->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, dia_kind_name(r->kind), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, r->t_utc_ms);
+    sqlite3_bind_text(st, 4, owner, -1, SQLITE_STATIC);
+    if (glucose) {
+        sqlite3_bind_text(st, 5, group, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 6, r->u.glucose.mgdl);
+    } else {
+        sqlite3_bind_null(st, 5);
+        sqlite3_bind_null(st, 6);
+    }
+    sqlite3_bind_int(st, 7, twin ? 0 : 1);
+    if (twin)
+        sqlite3_bind_int64(st, 8, twin);
+    else
+        sqlite3_bind_null(st, 8);
+    sqlite3_bind_int64(st, 9, r->received_ms ? r->received_ms : dia_now_ms());
+    sqlite3_bind_text(st, 10, payload, -1, SQLITE_STATIC);
+    err = step_done(j, st, "storing records");
+    sqlite3_clear_bindings(st);
+    free(payload);
+    if (err != DIA_OK)
+        return err;
+    if (sqlite3_changes(j->db) == 0) {
+        res->duplicates++;
+        return DIA_OK;
+    }
+    res->inserted++;
+    if (twin)
+        res->merged++;
+    res->last_seq = sqlite3_last_insert_rowid(j->db);
+    return DIA_OK;
+}
+
+static int state_put(struct dia_journal *j, const char *owner, const char *key, const char *value)
+{
+    sqlite3_stmt *st = j->stmt[ST_STATE_SET];
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
+    return step_done(j, st, "saving source state");
+}
+
+int dia_journal_commit(struct dia_journal *j, const char *owner, const struct dia_batch *batch,
+                       struct dia_commit_result *res)
+{
+    struct dia_commit_result local;
+    if (!res)
+        res = &local;
+    memset(res, 0, sizeof *res);
+    if (batch->n == 0 && batch->nstate == 0)
+        return DIA_OK;
+    /* Refuse the whole batch before touching the database if any record is
+     * malformed: a driver bug must not half-store a poll. */
+    for (size_t i = 0; i < batch->n; i++) {
+        char why[128];
+        if (dia_record_validate(&batch->recs[i], why, sizeof why) != DIA_OK) {
+            snprintf(j->errmsg, sizeof j->errmsg,
+                     "refusing to store a %s record from %s: %s (this is a bug in that driver)",
+                     dia_kind_name(batch->recs[i].kind), owner, why);
+            return DIA_ERR_IMPLAUSIBLE;
+        }
+    }
+    int err = exec_sql(j, "BEGIN IMMEDIATE", "starting a transaction");
+    if (err != DIA_OK)
+        return err;
+    for (size_t i = 0; i < batch->n && err == DIA_OK; i++)
+        err = insert_one(j, owner, &batch->recs[i], res);
+    for (size_t i = 0; i < batch->nstate && err == DIA_OK; i++)
+        err = state_put(j, owner, batch->state[i].key, batch->state[i].value);
+    if (err == DIA_OK)
+        err = exec_sql(j, "COMMIT", "committing records");
+    if (err != DIA_OK) {
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+        memset(res, 0, sizeof *res);
+        return err;
+    }
+    if (j->hub && res->inserted > res->merged)
+        dia_journal_hub_notify(j->hub, res->last_seq);
+    return DIA_OK;
+}
+
+/* ---- state --------------------------------------------------------------- */
+
+int dia_journal_state_get(struct dia_journal *j, const char *owner, const char *key, char *buf,
+                          size_t len)
+{
+    sqlite3_stmt *st = j->stmt[ST_STATE_GET];
+    sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int found = 0;
+    if (rc == SQLITE_ROW) {
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+        found = 1;
+    } else if (rc != SQLITE_DONE) {
+        found = journal_fail(j, rc, "reading source state");
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+int dia_journal_state_set(struct dia_journal *j, const char *owner, const char *key,
+                          const char *value)
+{
+    return state_put(j, owner, key, value);
+}
+
+/* ---- sinks --------------------------------------------------------------- */
+
+int dia_journal_read(struct dia_journal *j, int64_t after_seq, struct dia_record *out, size_t max,
+                     size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *st = j->stmt[ST_READ];
+    sqlite3_bind_int64(st, 1, after_seq);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    int rc;
+    int err = DIA_OK;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct dia_record *r = &out[*n];
+        const char *payload = (const char *)sqlite3_column_text(st, 1);
+        if (!payload || dia_record_from_json_text(payload, r) != DIA_OK) {
+            /* A payload we wrote ourselves no longer parses: the file was
+             * damaged.  Stop rather than skip silently. */
+            snprintf(j->errmsg, sizeof j->errmsg,
+                     "journal %s: record seq %lld cannot be read back (damaged payload)",
+                     j->path, (long long)sqlite3_column_int64(st, 0));
+            err = DIA_ERR_JOURNAL_CORRUPT;
+            break;
+        }
+        r->seq = sqlite3_column_int64(st, 0);
+        (*n)++;
+    }
+    if (err == DIA_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = journal_fail(j, rc, "reading records");
+    sqlite3_reset(st);
+    return err;
+}
+
+int dia_journal_cursor_get(struct dia_journal *j, const char *sink, int64_t *seq)
+{
+    sqlite3_stmt *st = j->stmt[ST_CURSOR_GET];
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int err = DIA_OK;
+    *seq = 0;
+    if (rc == SQLITE_ROW)
+        *seq = sqlite3_column_int64(st, 0);
+    else if (rc != SQLITE_DONE)
+        err = journal_fail(j, rc, "reading a sink cursor");
+    sqlite3_reset(st);
+    return err;
+}
+
+static int cursor_put(struct dia_journal *j, const char *sink, int64_t seq)
+{
+    sqlite3_stmt *st = j->stmt[ST_CURSOR_SET];
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_int64(st, 3, dia_now_ms());
+    return step_done(j, st, "moving a sink cursor");
+}
+
+int dia_journal_cursor_set(struct dia_journal *j, const char *sink, int64_t seq)
+{
+    return cursor_put(j, sink, seq);
+}
+
+int dia_journal_dead_letter(struct dia_journal *j, const char *sink, int64_t seq,
+                            const char *reason)
+{
+    int err = exec_sql(j, "BEGIN IMMEDIATE", "recording a dead letter");
+    if (err != DIA_OK)
+        return err;
+    sqlite3_stmt *st = j->stmt[ST_DEAD];
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, dia_now_ms());
+    err = step_done(j, st, "recording a dead letter");
+    if (err == DIA_OK)
+        err = cursor_put(j, sink, seq);
+    if (err == DIA_OK)
+        err = exec_sql(j, "COMMIT", "recording a dead letter");
+    if (err != DIA_OK)
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+    return err;
+}
+
+/* One-off statements: prepared, bound from a format of ?-types, stepped. */
+static int query_int64(struct dia_journal *j, const char *sql, const char *text_arg,
+                       int64_t int_arg, int64_t *out, const char *doing)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, doing);
+    if (text_arg)
+        sqlite3_bind_text(st, 1, text_arg, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, text_arg ? 2 : 1, int_arg);
+    rc = sqlite3_step(st);
+    int err = DIA_OK;
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else
+        err = journal_fail(j, rc, doing);
+    sqlite3_finalize(st);
+    return err;
+}
+
+int dia_journal_backlog(struct dia_journal *j, const char *sink, int64_t *count)
+{
+    int64_t cursor = 0;
+    int err = dia_journal_cursor_get(j, sink, &cursor);
+    if (err != DIA_OK)
+        return err;
+    return query_int64(j,
+                       "SELECT count(*) FROM records WHERE seq > ?1 AND published = 1"
+                       " AND payload IS NOT NULL",
+                       NULL, cursor, count, "counting the backlog");
+}
+
+int64_t dia_journal_last_seq(struct dia_journal *j)
+{
+    int64_t seq = 0;
+    if (query_int64(j, "SELECT coalesce(max(seq), 0) + 0 * ?1 FROM records", NULL, 0, &seq,
+                    "reading the last seq") != DIA_OK)
+        return -1;
+    return seq;
+}
+
+int dia_journal_each(struct dia_journal *j, int64_t since_ms, int64_t until_ms, bool include_merged,
+                     dia_journal_visit_fn fn, void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db,
+                                "SELECT seq, published, payload FROM records WHERE t_utc_ms >= ?1"
+                                " AND t_utc_ms < ?2 AND payload IS NOT NULL"
+                                " AND (published = 1 OR ?3) ORDER BY seq",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "exporting records");
+    sqlite3_bind_int64(st, 1, since_ms);
+    sqlite3_bind_int64(st, 2, until_ms);
+    sqlite3_bind_int(st, 3, include_merged ? 1 : 0);
+    int result = DIA_OK;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct dia_record r;
+        if (dia_record_from_json_text((const char *)sqlite3_column_text(st, 2), &r) != DIA_OK) {
+            snprintf(j->errmsg, sizeof j->errmsg,
+                     "journal %s: record seq %lld cannot be read back (damaged payload)", j->path,
+                     (long long)sqlite3_column_int64(st, 0));
+            result = DIA_ERR_JOURNAL_CORRUPT;
+            break;
+        }
+        r.seq = sqlite3_column_int64(st, 0);
+        result = fn(&r, sqlite3_column_int(st, 1) != 0, arg);
+        if (result != 0)
+            break;
+    }
+    if (result == DIA_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        result = journal_fail(j, rc, "exporting records");
+    sqlite3_finalize(st);
+    return result;
+}
+
+int dia_journal_prune(struct dia_journal *j, int64_t before_ms, const char *const *sinks,
+                      size_t nsinks, int64_t *deleted)
+{
+    *deleted = 0;
+    int64_t delivered = INT64_MAX;
+    for (size_t i = 0; i < nsinks; i++) {
+        int64_t c = 0;
+        int err = dia_journal_cursor_get(j, sinks[i], &c);
+        if (err != DIA_OK)
+            return err;
+        if (c < delivered)
+            delivered = c;
+    }
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db,
+                                "UPDATE records SET payload = NULL WHERE t_utc_ms < ?1"
+                                " AND seq <= ?2 AND payload IS NOT NULL",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "applying retention");
+    sqlite3_bind_int64(st, 1, before_ms);
+    sqlite3_bind_int64(st, 2, delivered);
+    rc = sqlite3_step(st);
+    int err = rc == SQLITE_DONE ? DIA_OK : journal_fail(j, rc, "applying retention");
+    if (err == DIA_OK)
+        *deleted = sqlite3_changes(j->db);
+    sqlite3_finalize(st);
+    return err;
+}
+
+/* ---- status -------------------------------------------------------------- */
+
+int dia_journal_status_put(struct dia_journal *j, const char *worker, const char *json_text)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db,
+                                "INSERT INTO worker_status(worker, json, updated_ms)"
+                                " VALUES(?1, ?2, ?3) ON CONFLICT(worker) DO UPDATE SET"
+                                " json = excluded.json, updated_ms = excluded.updated_ms",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "saving worker status");
+    sqlite3_bind_text(st, 1, worker, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, json_text, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, dia_now_ms());
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? DIA_OK : journal_fail(j, rc, "saving worker status");
+}
+
+int dia_journal_status_each(struct dia_journal *j, dia_journal_status_fn fn, void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        j->db, "SELECT worker, json, updated_ms FROM worker_status ORDER BY worker", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "reading worker status");
+    int result = DIA_OK;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        result = fn((const char *)sqlite3_column_text(st, 0),
+                    (const char *)sqlite3_column_text(st, 1), sqlite3_column_int64(st, 2), arg);
+        if (result != 0)
+            break;
+    }
+    if (result == DIA_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        result = journal_fail(j, rc, "reading worker status");
+    sqlite3_finalize(st);
+    return result;
+}
+
+int dia_journal_check(struct dia_journal *j, char *msg, size_t len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db, "PRAGMA integrity_check", -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        int err = journal_fail(j, rc, "checking integrity");
+        snprintf(msg, len, "%s", j->errmsg);
+        return err;
+    }
+    rc = sqlite3_step(st);
+    int err = DIA_OK;
+    if (rc == SQLITE_ROW) {
+        const char *first = (const char *)sqlite3_column_text(st, 0);
+        snprintf(msg, len, "%s", first ? first : "?");
+        if (!first || strcmp(first, "ok") != 0)
+            err = DIA_ERR_JOURNAL_CORRUPT;
+    } else {
+        err = journal_fail(j, rc, "checking integrity");
+        snprintf(msg, len, "%s", j->errmsg);
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
+int dia_journal_default_path(char *buf, size_t len)
+{
+    const char *state = getenv("STATE_DIRECTORY"); /* systemd StateDirectory= */
+    if (state && state[0]) {
+        /* systemd may pass several, colon-separated: the first is ours */
+        const char *colon = strchr(state, ':');
+        int n = colon ? (int)(colon - state) : (int)strlen(state);
+        snprintf(buf, len, "%.*s/journal.db", n, state);
+        return DIA_OK;
+    }
+    const char *xdg = getenv("XDG_STATE_HOME");
+    if (xdg && xdg[0] == '/') {
+        snprintf(buf, len, "%s/diabridge/journal.db", xdg);
+        return DIA_OK;
+    }
+    const char *home = getenv("HOME");
+    if (!home || !home[0]) {
+        snprintf(buf, len, "journal.db");
+        return DIA_ERR_CONFIG;
+    }
+    snprintf(buf, len, "%s/.local/state/diabridge/journal.db", home);
+    return DIA_OK;
+}

@@ -1,0 +1,128 @@
+/*
+ * The journal: diabridge's durable store (DESIGN §5, §6).
+ *
+ * One SQLite database in WAL mode.  Every worker thread opens its own
+ * connection; the only thing shared in memory is a dia_journal_hub, a
+ * condition variable sinks sleep on until a source commits something new.
+ *
+ *   records      every observation, UNIQUE(record_key); published = 1 for
+ *                the canonical ones sinks deliver
+ *   sink_cursor  per sink: the last seq acknowledged by the remote side
+ *   dead_letter  records a sink gave up on, with the reason
+ *   source_state per source key/value state, committed with its records
+ *   worker_status the daemon's latest view of each worker, for `status`
+ */
+#ifndef DIA_CORE_JOURNAL_H
+#define DIA_CORE_JOURNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/record.h"
+
+/* Wakes sinks when sources commit; one per daemon process. */
+struct dia_journal_hub {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int64_t last_seq;  /* highest seq committed by any connection */
+    uint64_t version;  /* bumped on every notify (also on shutdown) */
+};
+void dia_journal_hub_init(struct dia_journal_hub *hub);
+void dia_journal_hub_destroy(struct dia_journal_hub *hub);
+void dia_journal_hub_notify(struct dia_journal_hub *hub, int64_t seq);
+/* Sleep until the hub moves past seen_version or timeout_ms passes.
+ * Returns the current version. */
+uint64_t dia_journal_hub_wait(struct dia_journal_hub *hub, uint64_t seen_version, int timeout_ms);
+
+enum dia_journal_sync {
+    DIA_SYNC_NORMAL = 1, /* WAL + synchronous=NORMAL: a power cut may lose the last commit */
+    DIA_SYNC_FULL,       /* synchronous=FULL: every commit reaches the disk (default) */
+};
+
+struct dia_journal_config {
+    const char *path;
+    bool readonly;
+    enum dia_journal_sync sync;
+    struct dia_journal_hub *hub; /* may be NULL */
+};
+
+struct dia_journal;
+
+/*
+ * Open (creating the file and its directory when writable).  On failure
+ * returns DIA_ERR_JOURNAL_ACCESS / _FULL / _CORRUPT / DIA_ERR_JOURNAL with a
+ * sentence naming the file, the cause and what to do in errbuf.
+ */
+int dia_journal_open(const struct dia_journal_config *cfg, struct dia_journal **out, char *errbuf,
+                     size_t errlen);
+void dia_journal_close(struct dia_journal *j);
+const char *dia_journal_path(const struct dia_journal *j);
+/* The last error of this connection as a sentence naming the file and cause. */
+const char *dia_journal_errmsg(const struct dia_journal *j);
+
+struct dia_commit_result {
+    size_t inserted;   /* new observations stored */
+    size_t duplicates; /* record_key already known: nothing written */
+    size_t merged;     /* stored, but the same reading was already published */
+    int64_t last_seq;
+};
+
+/*
+ * Store a batch and its state updates in one transaction (owner = source
+ * instance name).  Consolidation (DESIGN §6) happens here.  Only after this
+ * returns DIA_OK may the source consider the records stored.
+ */
+int dia_journal_commit(struct dia_journal *j, const char *owner, const struct dia_batch *batch,
+                       struct dia_commit_result *res);
+
+/* Source state: returns 1 and copies the value when found, 0 when absent,
+ * or a negative error. */
+int dia_journal_state_get(struct dia_journal *j, const char *owner, const char *key, char *buf,
+                          size_t len);
+int dia_journal_state_set(struct dia_journal *j, const char *owner, const char *key,
+                          const char *value);
+
+/* Sinks: read published records after after_seq, oldest first. */
+int dia_journal_read(struct dia_journal *j, int64_t after_seq, struct dia_record *out, size_t max,
+                     size_t *n);
+int dia_journal_cursor_get(struct dia_journal *j, const char *sink, int64_t *seq);
+/* Move a sink's cursor forward (never backwards). */
+int dia_journal_cursor_set(struct dia_journal *j, const char *sink, int64_t seq);
+/* Record a dead letter and move the cursor past it, atomically. */
+int dia_journal_dead_letter(struct dia_journal *j, const char *sink, int64_t seq,
+                            const char *reason);
+/* Published records past the sink's cursor. */
+int dia_journal_backlog(struct dia_journal *j, const char *sink, int64_t *count);
+int64_t dia_journal_last_seq(struct dia_journal *j);
+
+/* Iterate stored records (all observations when include_merged) in seq
+ * order with since_ms <= t_utc_ms < until_ms.  The callback returns 0 to go
+ * on, anything else to stop (that value is returned). */
+typedef int (*dia_journal_visit_fn)(const struct dia_record *r, bool published, void *arg);
+int dia_journal_each(struct dia_journal *j, int64_t since_ms, int64_t until_ms, bool include_merged,
+                     dia_journal_visit_fn fn, void *arg);
+
+/*
+ * Retention: delete records with t_utc_ms < before_ms that every sink in
+ * sinks[] has already acknowledged (undelivered data is never deleted).
+ * *deleted receives the count.
+ */
+int dia_journal_prune(struct dia_journal *j, int64_t before_ms, const char *const *sinks,
+                      size_t nsinks, int64_t *deleted);
+
+/* Worker status for `diabridge status`: a JSON object as text. */
+int dia_journal_status_put(struct dia_journal *j, const char *worker, const char *json_text);
+typedef int (*dia_journal_status_fn)(const char *worker, const char *json_text, int64_t updated_ms,
+                                     void *arg);
+int dia_journal_status_each(struct dia_journal *j, dia_journal_status_fn fn, void *arg);
+
+/* PRAGMA integrity_check; DIA_OK or DIA_ERR_JOURNAL_CORRUPT with the first problem in msg. */
+int dia_journal_check(struct dia_journal *j, char *msg, size_t len);
+
+/* Where the journal lives when the user does not say (issue #2):
+ * $STATE_DIRECTORY (systemd) / $XDG_STATE_HOME/diabridge / ~/.local/state/diabridge. */
+int dia_journal_default_path(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,625 @@
+/*
+ * Journal semantics (DESIGN §5), consolidation (§6), and what happens when
+ * the journal file is damaged, unwritable or the disk is full.  Everything
+ * runs against real SQLite files in a temporary directory.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/journal.h"
+#include "testutil.h"
+
+#define T0 1700000000000LL /* 2023-11-14T22:13:20Z */
+#define MIN_MS 60000LL
+
+struct fixture {
+    char *dir;
+    char path[512];
+    struct dia_journal *j;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->dir = testutil_tmpdir();
+    snprintf(f->path, sizeof f->path, "%s/sub/journal.db", f->dir); /* folder created on open */
+    struct dia_journal_config jc = {.path = f->path};
+    char err[512];
+    if (dia_journal_open(&jc, &f->j, err, sizeof err) != DIA_OK) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    dia_journal_close(f->j);
+    testutil_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static struct dia_record *add_glucose(struct dia_batch *b, const char *driver, const char *dev,
+                                      const char *sensor, int64_t t, int mgdl)
+{
+    struct dia_record *r = dia_batch_add(b, DIA_KIND_GLUCOSE);
+    snprintf(r->driver, sizeof r->driver, "%s", driver);
+    snprintf(r->device_id, sizeof r->device_id, "%s", dev);
+    snprintf(r->sensor, sizeof r->sensor, "%s", sensor);
+    r->t_utc_ms = t;
+    r->u.glucose.mgdl = mgdl;
+    r->u.glucose.trend = DIA_TREND_FLAT;
+    /* identity: the device's own time, as a receiver's record would have */
+    dia_record_set_key(r, "t:%lld", (long long)t);
+    return r;
+}
+
+static size_t read_all(struct dia_journal *j, int64_t after, struct dia_record *out, size_t max)
+{
+    size_t n = 0;
+    assert_int_equal(dia_journal_read(j, after, out, max, &n), DIA_OK);
+    return n;
+}
+
+static void test_commit_read_and_reinsert_is_noop(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch b;
+    dia_batch_init(&b);
+    for (int i = 0; i < 10; i++)
+        add_glucose(&b, "sim", "SIM1", "p", T0 + i * 5 * MIN_MS, 100 + i);
+    struct dia_commit_result res;
+    assert_int_equal(dia_journal_commit(f->j, "sim", &b, &res), DIA_OK);
+    assert_int_equal(res.inserted, 10);
+    assert_int_equal(res.duplicates, 0);
+
+    /* the same poll again (a receiver re-read): nothing new */
+    assert_int_equal(dia_journal_commit(f->j, "sim", &b, &res), DIA_OK);
+    assert_int_equal(res.inserted, 0);
+    assert_int_equal(res.duplicates, 10);
+
+    struct dia_record out[32];
+    size_t n = read_all(f->j, 0, out, 32);
+    assert_int_equal(n, 10);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(out[i].u.glucose.mgdl, 100 + (int)i);
+        assert_string_equal(out[i].key, b.recs[i].key);
+        if (i)
+            assert_true(out[i].seq > out[i - 1].seq);
+    }
+    /* paging: after the 4th, at most 3 */
+    n = read_all(f->j, out[3].seq, out + 20, 3);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[20].u.glucose.mgdl, 104);
+    dia_batch_free(&b);
+}
+
+/* Records and the source's state are one transaction: both or neither. */
+static void test_state_commits_with_records(void **state)
+{
+    struct fixture *f = *state;
+    char v[64];
+    struct dia_batch b;
+    dia_batch_init(&b);
+    add_glucose(&b, "sim", "SIM1", "p", T0, 120);
+    dia_batch_set_state(&b, "next_index", "1");
+    assert_int_equal(dia_journal_commit(f->j, "sim", &b, NULL), DIA_OK);
+    assert_int_equal(dia_journal_state_get(f->j, "sim", "next_index", v, sizeof v), 1);
+    assert_string_equal(v, "1");
+    assert_int_equal(dia_journal_state_get(f->j, "other", "next_index", v, sizeof v), 0);
+
+    /* a batch with a bad record stores nothing, not even its state */
+    dia_batch_clear(&b);
+    add_glucose(&b, "sim", "SIM1", "p", T0 + 5 * MIN_MS, 121);
+    struct dia_record *bad = add_glucose(&b, "sim", "SIM1", "p", T0 + 10 * MIN_MS, 5);
+    (void)bad;
+    dia_batch_set_state(&b, "next_index", "3");
+    assert_int_equal(dia_journal_commit(f->j, "sim", &b, NULL), DIA_ERR_IMPLAUSIBLE);
+    assert_non_null(strstr(dia_journal_errmsg(f->j), "glucose"));
+    assert_int_equal(dia_journal_state_get(f->j, "sim", "next_index", v, sizeof v), 1);
+    assert_string_equal(v, "1");
+    struct dia_record out[8];
+    assert_int_equal(read_all(f->j, 0, out, 8), 1);
+    dia_batch_free(&b);
+}
+
+static void test_cursor_backlog_dead_letter(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch b;
+    dia_batch_init(&b);
+    for (int i = 0; i < 5; i++)
+        add_glucose(&b, "sim", "SIM1", "p", T0 + i * 5 * MIN_MS, 100 + i);
+    assert_int_equal(dia_journal_commit(f->j, "sim", &b, NULL), DIA_OK);
+    struct dia_record out[8];
+    assert_int_equal(read_all(f->j, 0, out, 8), 5);
+
+    int64_t c = -1, backlog = -1;
+    assert_int_equal(dia_journal_cursor_get(f->j, "ns", &c), DIA_OK);
+    assert_int_equal(c, 0);
+    assert_int_equal(dia_journal_backlog(f->j, "ns", &backlog), DIA_OK);
+    assert_int_equal(backlog, 5);
+
+    assert_int_equal(dia_journal_cursor_set(f->j, "ns", out[1].seq), DIA_OK);
+    assert_int_equal(dia_journal_backlog(f->j, "ns", &backlog), DIA_OK);
+    assert_int_equal(backlog, 3);
+    /* a cursor never moves backwards */
+    assert_int_equal(dia_journal_cursor_set(f->j, "ns", out[0].seq), DIA_OK);
+    assert_int_equal(dia_journal_cursor_get(f->j, "ns", &c), DIA_OK);
+    assert_int_equal(c, out[1].seq);
+    /* cursors are per sink */
+    assert_int_equal(dia_journal_backlog(f->j, "mqtt", &backlog), DIA_OK);
+    assert_int_equal(backlog, 5);
+
+    assert_int_equal(dia_journal_dead_letter(f->j, "ns", out[2].seq, "HTTP 400: bad date"),
+                     DIA_OK);
+    assert_int_equal(dia_journal_cursor_get(f->j, "ns", &c), DIA_OK);
+    assert_int_equal(c, out[2].seq);
+    assert_int_equal(dia_journal_backlog(f->j, "ns", &backlog), DIA_OK);
+    assert_int_equal(backlog, 2);
+
+    /* the dead letter is on disk with its reason */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "SELECT seq, reason FROM dead_letter WHERE sink='ns'", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int64(st, 0), out[2].seq);
+    assert_string_equal((const char *)sqlite3_column_text(st, 1), "HTTP 400: bad date");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    dia_batch_free(&b);
+}
+
+/* Receiver and Share deliver the same reading seconds apart: one published. */
+static void test_consolidation_receiver_and_cloud(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch usb, cloud;
+    dia_batch_init(&usb);
+    dia_batch_init(&cloud);
+    add_glucose(&usb, "dexcom-usb", "SM1", "8G1234", T0, 150);
+    add_glucose(&usb, "dexcom-usb", "SM1", "8G1234", T0 + 5 * MIN_MS, 155);
+    assert_int_equal(dia_journal_commit(f->j, "dexcom-usb", &usb, NULL), DIA_OK);
+
+    struct dia_record *c1 = add_glucose(&cloud, "dexcom-share", "acct", "8G1234", T0 + 4000, 150);
+    c1->origin = DIA_ORIGIN_CLOUD;
+    /* a Share value may be rounded differently: ±1 mg/dL still merges */
+    struct dia_record *c2 =
+        add_glucose(&cloud, "dexcom-share", "acct", "8G1234", T0 + 5 * MIN_MS - 7000, 156);
+    c2->origin = DIA_ORIGIN_CLOUD;
+    struct dia_commit_result res;
+    assert_int_equal(dia_journal_commit(f->j, "dexcom-share", &cloud, &res), DIA_OK);
+    assert_int_equal(res.inserted, 2); /* every observation is stored */
+    assert_int_equal(res.merged, 2);   /* but both were already published */
+
+    struct dia_record out[8];
+    size_t n = read_all(f->j, 0, out, 8);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].driver, "dexcom-usb");
+    assert_string_equal(out[1].driver, "dexcom-usb");
+    dia_batch_free(&usb);
+    dia_batch_free(&cloud);
+}
+
+static int count_visit(const struct dia_record *r, bool published, void *arg)
+{
+    (void)r;
+    int *c = arg;
+    c[published ? 0 : 1]++;
+    return 0;
+}
+
+static void test_consolidation_keeps_every_observation(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch b;
+    dia_batch_init(&b);
+    add_glucose(&b, "dexcom-usb", "SM1", "8G1234", T0, 150);
+    add_glucose(&b, "dexcom-share", "acct", "8G1234", T0 + 3000, 150); /* same batch */
+    struct dia_commit_result res;
+    assert_int_equal(dia_journal_commit(f->j, "mixed", &b, &res), DIA_OK);
+    assert_int_equal(res.merged, 1);
+    int counts[2] = {0, 0};
+    assert_int_equal(dia_journal_each(f->j, INT64_MIN, INT64_MAX, true, count_visit, counts),
+                     DIA_OK);
+    assert_int_equal(counts[0], 1);
+    assert_int_equal(counts[1], 1);
+    counts[0] = counts[1] = 0;
+    assert_int_equal(dia_journal_each(f->j, INT64_MIN, INT64_MAX, false, count_visit, counts),
+                     DIA_OK);
+    assert_int_equal(counts[0], 1);
+    assert_int_equal(counts[1], 0);
+    dia_batch_free(&b);
+}
+
+/* Two sensors (two people, or an overlapping sensor change) are never merged. */
+static void test_consolidation_two_sensors_not_merged(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch b;
+    dia_batch_init(&b);
+    add_glucose(&b, "dexcom-usb", "SM1", "8G1234", T0, 150);
+    add_glucose(&b, "dexcom-usb", "SM2", "8H5678", T0, 150); /* second receiver */
+    struct dia_commit_result res;
+    assert_int_equal(dia_journal_commit(f->j, "usb", &b, &res), DIA_OK);
+    assert_int_equal(res.merged, 0);
+    struct dia_record out[4];
+    assert_int_equal(read_all(f->j, 0, out, 4), 2);
+    dia_batch_free(&b);
+}
+
+/* Same sensor and slot but clearly different values, or > 150 s apart:
+ * not the same reading, both published. */
+static void test_consolidation_limits(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch b;
+    dia_batch_init(&b);
+    add_glucose(&b, "dexcom-usb", "SM1", "s", T0, 150);
+    add_glucose(&b, "dexcom-share", "a", "s", T0 + 2000, 153);        /* value differs by 3 */
+    add_glucose(&b, "dexcom-share", "a", "s", T0 + 151000, 150);      /* 151 s later */
+    add_glucose(&b, "dexcom-share", "b", "s", T0 - 150000, 151);      /* exactly 150 s: merged */
+    struct dia_commit_result res;
+    assert_int_equal(dia_journal_commit(f->j, "mixed", &b, &res), DIA_OK);
+    assert_int_equal(res.inserted, 4);
+    assert_int_equal(res.merged, 1);
+    struct dia_record out[8];
+    assert_int_equal(read_all(f->j, 0, out, 8), 3);
+    dia_batch_free(&b);
+}
+
+/* A reading that arrives an hour late (G6 backfill) gets a new seq and is
+ * delivered to a sink that has already moved past its neighbours. */
+static void test_late_backfill_is_delivered(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch b;
+    dia_batch_init(&b);
+    for (int i = 0; i < 24; i++) {
+        if (i == 6)
+            continue; /* the gap: missed over BLE */
+        add_glucose(&b, "dexcom-usb", "SM1", "s", T0 + i * 5 * MIN_MS, 100 + i);
+    }
+    assert_int_equal(dia_journal_commit(f->j, "usb", &b, NULL), DIA_OK);
+    struct dia_record out[32];
+    size_t n = read_all(f->j, 0, out, 32);
+    assert_int_equal(n, 23);
+    assert_int_equal(dia_journal_cursor_set(f->j, "ns", out[n - 1].seq), DIA_OK);
+
+    dia_batch_clear(&b);
+    struct dia_record *late = add_glucose(&b, "dexcom-usb", "SM1", "s", T0 + 6 * 5 * MIN_MS, 106);
+    late->u.glucose.flags = DIA_GLUCOSE_BACKFILLED;
+    late->received_ms = T0 + 24 * 5 * MIN_MS; /* an hour and more after it happened */
+    assert_int_equal(dia_journal_commit(f->j, "usb", &b, NULL), DIA_OK);
+    int64_t cursor, backlog;
+    assert_int_equal(dia_journal_cursor_get(f->j, "ns", &cursor), DIA_OK);
+    assert_int_equal(dia_journal_backlog(f->j, "ns", &backlog), DIA_OK);
+    assert_int_equal(backlog, 1);
+    n = read_all(f->j, cursor, out, 32);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].t_utc_ms, T0 + 30 * MIN_MS);
+    assert_true(out[0].u.glucose.flags & DIA_GLUCOSE_BACKFILLED);
+
+    /* and the same backfill seen later through Share is merged, not re-sent */
+    dia_batch_clear(&b);
+    add_glucose(&b, "dexcom-share", "acct", "s", T0 + 30 * MIN_MS + 5000, 106);
+    struct dia_commit_result res;
+    assert_int_equal(dia_journal_commit(f->j, "share", &b, &res), DIA_OK);
+    assert_int_equal(res.merged, 1);
+    assert_int_equal(read_all(f->j, out[0].seq, out, 32), 0);
+    dia_batch_free(&b);
+}
+
+/* Retention drops only what every sink has, and keeps the key as a
+ * tombstone so a re-import does not publish it again. */
+static void test_prune(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch b;
+    dia_batch_init(&b);
+    for (int i = 0; i < 10; i++)
+        add_glucose(&b, "sim", "SIM1", "p", T0 + i * 5 * MIN_MS, 100 + i);
+    assert_int_equal(dia_journal_commit(f->j, "sim", &b, NULL), DIA_OK);
+    struct dia_record out[16];
+    assert_int_equal(read_all(f->j, 0, out, 16), 10);
+    assert_int_equal(dia_journal_cursor_set(f->j, "a", out[7].seq), DIA_OK);
+    assert_int_equal(dia_journal_cursor_set(f->j, "b", out[4].seq), DIA_OK);
+    const char *sinks[] = {"a", "b"};
+    int64_t deleted = -1;
+    /* everything is "old"; only seq <= min cursor (record 4) may go */
+    assert_int_equal(dia_journal_prune(f->j, T0 + 1000 * MIN_MS, sinks, 2, &deleted), DIA_OK);
+    assert_int_equal(deleted, 5);
+    assert_int_equal(read_all(f->j, 0, out, 16), 5);
+    assert_int_equal(out[0].u.glucose.mgdl, 105);
+
+    struct dia_commit_result res;
+    assert_int_equal(dia_journal_commit(f->j, "sim", &b, &res), DIA_OK);
+    assert_int_equal(res.inserted, 0);
+    assert_int_equal(res.duplicates, 10);
+    /* age limit respected: nothing newer than before_ms goes */
+    assert_int_equal(dia_journal_cursor_set(f->j, "b", out[4].seq), DIA_OK);
+    assert_int_equal(dia_journal_prune(f->j, T0, sinks, 2, &deleted), DIA_OK);
+    assert_int_equal(deleted, 0);
+    dia_batch_free(&b);
+}
+
+static void test_status_rows(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(dia_journal_status_put(f->j, "sink:ns", "{\"state\":\"running\"}"), DIA_OK);
+    assert_int_equal(dia_journal_status_put(f->j, "sink:ns", "{\"state\":\"backing off\"}"),
+                     DIA_OK);
+    sqlite3 *db;
+    sqlite3_open(f->path, &db);
+    sqlite3_stmt *st;
+    sqlite3_prepare_v2(db, "SELECT count(*), max(json) FROM worker_status", -1, &st, NULL);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 1);
+    assert_string_equal((const char *)sqlite3_column_text(st, 1), "{\"state\":\"backing off\"}");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* ---- failures ---------------------------------------------------------- */
+
+static void fill_journal(const char *path, int n)
+{
+    struct dia_journal_config jc = {.path = path};
+    struct dia_journal *j;
+    char err[512];
+    assert_int_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_OK);
+    struct dia_batch b;
+    dia_batch_init(&b);
+    for (int i = 0; i < n; i++)
+        add_glucose(&b, "sim", "SIM1", "p", T0 + i * 5 * MIN_MS, 100 + i % 200);
+    assert_int_equal(dia_journal_commit(j, "sim", &b, NULL), DIA_OK);
+    dia_batch_free(&b);
+    dia_journal_close(j);
+}
+
+static void test_not_a_journal(void **state)
+{
+    (void)state;
+    char *dir = testutil_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    FILE *fp = fopen(path, "w");
+    for (int i = 0; i < 400; i++)
+        fputs("this is not a database, it is a text file someone copied here\n", fp);
+    fclose(fp);
+    struct dia_journal_config jc = {.path = path};
+    struct dia_journal *j = NULL;
+    char err[1024];
+    assert_int_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_ERR_JOURNAL_CORRUPT);
+    assert_null(j);
+    assert_non_null(strstr(err, path));       /* names the file */
+    assert_non_null(strstr(err, "damaged"));  /* says what is wrong */
+    assert_non_null(strstr(err, ".damaged")); /* and what to do */
+    testutil_rmdir(dir);
+}
+
+/* A journal cut short (a copy that did not finish, a failing SD card):
+ * reported as damaged by open or by the integrity check — never a crash,
+ * never silently accepted. */
+static void test_truncated_journal(void **state)
+{
+    (void)state;
+    char *dir = testutil_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    fill_journal(path, 3000);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_true(sb.st_size > 64 * 1024);
+    assert_int_equal(truncate(path, sb.st_size / 2), 0);
+
+    struct dia_journal_config jc = {.path = path};
+    struct dia_journal *j = NULL;
+    char err[1024];
+    int rc = dia_journal_open(&jc, &j, err, sizeof err);
+    if (rc == DIA_OK) {
+        rc = dia_journal_check(j, err, sizeof err);
+        assert_int_equal(rc, DIA_ERR_JOURNAL_CORRUPT);
+        dia_journal_close(j);
+    } else {
+        assert_int_equal(rc, DIA_ERR_JOURNAL_CORRUPT);
+        assert_non_null(strstr(err, path));
+    }
+    testutil_rmdir(dir);
+}
+
+static void test_journal_path_is_a_directory(void **state)
+{
+    (void)state;
+    char *dir = testutil_tmpdir();
+    struct dia_journal_config jc = {.path = dir};
+    struct dia_journal *j = NULL;
+    char err[1024];
+    assert_int_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_ERR_JOURNAL_ACCESS);
+    assert_non_null(strstr(err, dir));
+    testutil_rmdir(dir);
+}
+
+/* No permission: run the open as an unprivileged user in a child process
+ * (the tests run as root in CI, and root ignores file modes). */
+static void test_no_permission(void **state)
+{
+    (void)state;
+    char *dir = testutil_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    fill_journal(path, 10);
+    chmod(dir, 0755);
+    chmod(path, 0644);
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pipefd[0]);
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(3);
+        chmod(path, 0444); /* when not root: make it ours and read-only */
+        struct dia_journal_config jc = {.path = path};
+        struct dia_journal *j = NULL;
+        char err[1024];
+        int rc = dia_journal_open(&jc, &j, err, sizeof err);
+        if (write(pipefd[1], err, strlen(err) + 1) < 0)
+            _exit(4);
+        _exit(rc == DIA_ERR_JOURNAL_ACCESS ? 0 : 1);
+    }
+    close(pipefd[1]);
+    char msg[1024] = "";
+    ssize_t got = read(pipefd[0], msg, sizeof msg - 1);
+    msg[got > 0 ? got : 0] = '\0';
+    close(pipefd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fprintf(stderr, "child said: %s\n", msg);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_non_null(strstr(msg, path));
+    assert_non_null(strstr(msg, "permission"));
+    /* nothing was lost */
+    struct dia_journal_config jc = {.path = path};
+    struct dia_journal *j;
+    char err[512];
+    assert_int_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_OK);
+    struct dia_record out[16];
+    assert_int_equal(read_all(j, 0, out, 16), 10);
+    dia_journal_close(j);
+    testutil_rmdir(dir);
+}
+
+/* Disk full: a child limited by RLIMIT_FSIZE tries to commit a big batch.
+ * The commit fails with an error naming the file; afterwards every record
+ * stored before is still there and the file passes integrity_check. */
+static void test_disk_full(void **state)
+{
+    (void)state;
+    char *dir = testutil_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    fill_journal(path, 50);
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pipefd[0]);
+        signal(SIGXFSZ, SIG_IGN); /* get EFBIG instead of dying */
+        struct dia_journal_config jc = {.path = path};
+        struct dia_journal *j = NULL;
+        char err[1024];
+        if (dia_journal_open(&jc, &j, err, sizeof err) != DIA_OK)
+            _exit(5);
+        struct rlimit rl = {.rlim_cur = 256 * 1024, .rlim_max = RLIM_INFINITY};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        struct dia_batch b;
+        dia_batch_init(&b);
+        for (int i = 0; i < 20000; i++)
+            add_glucose(&b, "sim", "SIM1", "p", T0 + (1000 + i) * 5 * MIN_MS, 100);
+        int rc = dia_journal_commit(j, "sim", &b, NULL);
+        const char *msg = dia_journal_errmsg(j);
+        if (write(pipefd[1], msg, strlen(msg) + 1) < 0)
+            _exit(4);
+        _exit(rc == DIA_ERR_JOURNAL_FULL || rc == DIA_ERR_JOURNAL ? 0 : 1);
+    }
+    close(pipefd[1]);
+    char msg[1024] = "";
+    ssize_t got = read(pipefd[0], msg, sizeof msg - 1);
+    msg[got > 0 ? got : 0] = '\0';
+    close(pipefd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fprintf(stderr, "child said: %s\n", msg);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_non_null(strstr(msg, path));
+
+    struct dia_journal_config jc = {.path = path};
+    struct dia_journal *j;
+    char err[512];
+    assert_int_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_OK);
+    assert_int_equal(dia_journal_check(j, err, sizeof err), DIA_OK);
+    struct dia_record out[64];
+    assert_int_equal(read_all(j, 0, out, 64), 50); /* the 50 from before, none of the failed */
+    dia_journal_close(j);
+    testutil_rmdir(dir);
+}
+
+static void test_readonly_open_of_missing_file(void **state)
+{
+    (void)state;
+    char *dir = testutil_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/none.db", dir);
+    struct dia_journal_config jc = {.path = path, .readonly = true};
+    struct dia_journal *j = NULL;
+    char err[1024];
+    assert_int_not_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_OK);
+    assert_non_null(strstr(err, path));
+    assert_int_not_equal(access(path, F_OK), 0); /* a read-only verb creates nothing */
+    testutil_rmdir(dir);
+}
+
+static void test_default_path(void **state)
+{
+    (void)state;
+    char buf[512];
+    setenv("STATE_DIRECTORY", "/var/lib/diabridge:/var/lib/other", 1);
+    assert_int_equal(dia_journal_default_path(buf, sizeof buf), DIA_OK);
+    assert_string_equal(buf, "/var/lib/diabridge/journal.db");
+    unsetenv("STATE_DIRECTORY");
+    setenv("XDG_STATE_HOME", "/home/u/.state", 1);
+    assert_int_equal(dia_journal_default_path(buf, sizeof buf), DIA_OK);
+    assert_string_equal(buf, "/home/u/.state/diabridge/journal.db");
+    unsetenv("XDG_STATE_HOME");
+    setenv("HOME", "/home/u", 1);
+    assert_int_equal(dia_journal_default_path(buf, sizeof buf), DIA_OK);
+    assert_string_equal(buf, "/home/u/.local/state/diabridge/journal.db");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_commit_read_and_reinsert_is_noop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_commits_with_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_backlog_dead_letter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consolidation_receiver_and_cloud, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consolidation_keeps_every_observation, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_consolidation_two_sensors_not_merged, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_consolidation_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_backfill_is_delivered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_rows, setup, teardown),
+        cmocka_unit_test(test_not_a_journal),
+        cmocka_unit_test(test_truncated_journal),
+        cmocka_unit_test(test_journal_path_is_a_directory),
+        cmocka_unit_test(test_no_permission),
+        cmocka_unit_test(test_disk_full),
+        cmocka_unit_test(test_readonly_open_of_missing_file),
+        cmocka_unit_test(test_default_path),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
