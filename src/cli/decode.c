@@ -77,6 +77,8 @@ int dia_verb_decode(int argc, char **argv)
         list_codecs(stdout);
         return DIA_EXIT_OK;
     }
+    if (argc >= 2 && argv[1][0] == '-' && argv[1][1] == '-')
+        return dia_usage_error("decode", "unknown option \"%s\"", argv[1]);
     if (argc != 3)
         return dia_usage_error("decode", "needs a CODEC and a FILE (see --list for codecs)");
     const struct dia_codec *codec = dia_codec_find(argv[1]);

@@ -140,6 +140,7 @@ int dia_verb_run(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
+    dia_daemon_block_signals();
     struct dia_config cfg;
     dia_config_init(&cfg);
     const char *config_file = NULL;
@@ -230,6 +231,7 @@ int dia_verb_demo(int argc, char **argv)
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
+    dia_daemon_block_signals();
     long speed = 60, seed = 1;
     double duration = 0;
     const char *extra_sinks[16];

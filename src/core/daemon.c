@@ -446,6 +446,21 @@ static void prune(struct daemon *d, struct dia_journal *j)
 
 /* ---- run ----------------------------------------------------------------- */
 
+static void shutdown_signals(sigset_t *sigs)
+{
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGHUP);
+}
+
+void dia_daemon_block_signals(void)
+{
+    sigset_t sigs;
+    shutdown_signals(&sigs);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+}
+
 static int start_workers(struct daemon *d)
 {
     const struct dia_config *cfg = d->p->cfg;
@@ -540,10 +555,7 @@ int dia_daemon_run(const struct dia_daemon_params *p)
     /* Signals are taken synchronously by this thread only; workers never
      * see them, so no handler ever runs in the middle of a driver. */
     sigset_t sigs, old;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
+    shutdown_signals(&sigs);
     pthread_sigmask(SIG_BLOCK, &sigs, &old);
     signal(SIGPIPE, SIG_IGN);
 
@@ -579,6 +591,8 @@ int dia_daemon_run(const struct dia_daemon_params *p)
             last_prune = now;
         }
         int64_t wait_ms = 1000;
+        if (watchdog && (int64_t)(watchdog_usec / 2000) < wait_ms)
+            wait_ms = watchdog_usec / 2000 > 0 ? (int64_t)(watchdog_usec / 2000) : 1;
         if (end && end - now < wait_ms)
             wait_ms = end - now;
         struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000L};

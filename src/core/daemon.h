@@ -20,6 +20,12 @@ struct dia_daemon_params {
     double duration_s;        /* > 0: stop by itself after this long (demo) */
 };
 
+/* Block SIGTERM, SIGINT and SIGHUP in the calling thread (and every thread it
+ * creates later).  Call first thing in a verb that will run the daemon, so a
+ * signal that arrives while it is still starting is handled as a clean
+ * shutdown rather than killing the process. */
+void dia_daemon_block_signals(void);
+
 /* Runs until SIGTERM/SIGINT (or duration_s); returns a DIA_EXIT_* status. */
 int dia_daemon_run(const struct dia_daemon_params *p);
 

@@ -9,9 +9,11 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/driver.h"
@@ -41,6 +43,30 @@ static const struct dia_option_spec jsonl_options[] = {
     {0},
 };
 
+/*
+ * A crash or power cut in the middle of a write can leave the file ending in
+ * half a line.  That record was never acknowledged, so it will be written
+ * again; end the fragment with a newline first, or the new line would be
+ * glued onto it and both would be unreadable.
+ */
+static int end_torn_line(struct dia_instance *in, int fd, const char *path)
+{
+    struct stat sb;
+    char last;
+    if (fstat(fd, &sb) != 0 || sb.st_size == 0)
+        return DIA_OK;
+    if (pread(fd, &last, 1, sb.st_size - 1) != 1 || last == '\n')
+        return DIA_OK;
+    dia_warn(in->name, "the last line of %s was cut short (by a crash?); ending it, the record "
+                       "will be written again",
+             path);
+    if (write(fd, "\n", 1) != 1) {
+        dia_instance_error(in, "cannot write to %s: %s", path, strerror(errno));
+        return DIA_ERR_IO;
+    }
+    return DIA_OK;
+}
+
 static int jsonl_open(struct dia_instance *in)
 {
     struct jsonl_sink *s = calloc(1, sizeof *s);
@@ -55,7 +81,12 @@ static int jsonl_open(struct dia_instance *in)
         s->out = stdout;
         s->is_stdout = true;
     } else {
-        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (fd >= 0 && end_torn_line(in, fd, path) != DIA_OK) {
+            close(fd);
+            free(s);
+            return DIA_ERR_IO;
+        }
         if (fd < 0 || !(s->out = fdopen(fd, "a"))) {
             dia_instance_error(in, "cannot open %s for appending: %s", path, strerror(errno));
             if (fd >= 0)
@@ -70,9 +101,20 @@ static int jsonl_open(struct dia_instance *in)
     return DIA_OK;
 }
 
+/* `diabridge demo | head`: the reader is gone and will not come back, so
+ * retrying is pointless; ask the daemon to shut down cleanly instead. */
+static void stop_if_reader_gone(struct jsonl_sink *s)
+{
+    if (s->is_stdout && errno == EPIPE) {
+        dia_info("jsonl", "stdout was closed by its reader; stopping");
+        kill(getpid(), SIGTERM);
+    }
+}
+
 static int flush_out(struct dia_instance *in, struct jsonl_sink *s)
 {
     if (fflush(s->out) != 0) {
+        stop_if_reader_gone(s);
         dia_instance_error(in, "writing %s failed: %s", in->opts->target ? in->opts->target : "-",
                            strerror(errno));
         clearerr(s->out);
@@ -98,6 +140,7 @@ static int jsonl_send(struct dia_instance *in, const struct dia_record *recs, si
         int w = fprintf(s->out, "%s\n", line);
         free(line);
         if (w < 0) {
+            stop_if_reader_gone(s);
             dia_instance_error(in, "writing failed: %s", strerror(errno));
             clearerr(s->out);
             return DIA_ERR_IO;

@@ -1,0 +1,27 @@
+# Shared helpers for the integration tests (sourced, not run).
+set -euo pipefail
+
+BUILD=${DIA_BUILD:-build}
+DIABRIDGE="$BUILD/diabridge"
+WORK=$(mktemp -d /tmp/diabridge-it-XXXXXX)
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  if [ "${KEEP_WORK:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+# Wait (up to $2 seconds) until command $1 succeeds.
+wait_for() {
+  local cmd=$1 limit=${2:-30} waited=0
+  until eval "$cmd"; do
+    sleep 0.1
+    waited=$((waited + 1))
+    [ $waited -ge $((limit * 10)) ] && return 1
+  done
+  return 0
+}
