@@ -7,9 +7,9 @@
 #define DIA_SIM_SIM_H
 
 struct dia_simulator {
-    const char *name;        /* "dexcom-receiver" */
-    const char *description; /* one line for --help */
-    const char *usage;       /* options, shown by `diabridge-sim NAME --help` */
+    const char *name;                   /* "dexcom-receiver" */
+    const char *description;            /* one line for --help */
+    const char *usage;                  /* options, shown by `diabridge-sim NAME --help` */
     int (*main)(int argc, char **argv); /* argv[0] is the simulator name */
 };
 

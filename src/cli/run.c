@@ -69,19 +69,37 @@ static const char run_usage[] =
     "  --check               validate the configuration and exit\n"
     "  -h, --help            this text;  --version  the version\n";
 
-enum { OPT_SOURCE = 256, OPT_SINK, OPT_JOURNAL, OPT_LOG, OPT_RETENTION, OPT_SYNC, OPT_CHECK,
-       OPT_VERSION, OPT_SPEED, OPT_DURATION, OPT_SEED };
+enum {
+    OPT_SOURCE = 256,
+    OPT_SINK,
+    OPT_JOURNAL,
+    OPT_LOG,
+    OPT_RETENTION,
+    OPT_SYNC,
+    OPT_CHECK,
+    OPT_VERSION,
+    OPT_SPEED,
+    OPT_DURATION,
+    OPT_SEED
+};
 
 static const char *keyword_of(int opt)
 {
     switch (opt) {
-    case OPT_SOURCE: return "source";
-    case OPT_SINK: return "sink";
-    case OPT_JOURNAL: return "journal";
-    case OPT_LOG: return "log-level";
-    case OPT_RETENTION: return "retention";
-    case OPT_SYNC: return "sync";
-    default: return NULL;
+    case OPT_SOURCE:
+        return "source";
+    case OPT_SINK:
+        return "sink";
+    case OPT_JOURNAL:
+        return "journal";
+    case OPT_LOG:
+        return "log-level";
+    case OPT_RETENTION:
+        return "retention";
+    case OPT_SYNC:
+        return "sync";
+    default:
+        return NULL;
     }
 }
 
@@ -132,12 +150,16 @@ static int run_configured(struct dia_config *cfg, const char *verb, bool check_o
 int dia_verb_run(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},   {"source", required_argument, NULL, OPT_SOURCE},
-        {"sink", required_argument, NULL, OPT_SINK}, {"journal", required_argument, NULL, OPT_JOURNAL},
+        {"config", required_argument, NULL, 'c'},
+        {"source", required_argument, NULL, OPT_SOURCE},
+        {"sink", required_argument, NULL, OPT_SINK},
+        {"journal", required_argument, NULL, OPT_JOURNAL},
         {"log-level", required_argument, NULL, OPT_LOG},
         {"retention", required_argument, NULL, OPT_RETENTION},
-        {"sync", required_argument, NULL, OPT_SYNC}, {"check", no_argument, NULL, OPT_CHECK},
-        {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, OPT_VERSION},
+        {"sync", required_argument, NULL, OPT_SYNC},
+        {"check", no_argument, NULL, OPT_CHECK},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
     dia_daemon_block_signals();
@@ -273,8 +295,7 @@ int dia_verb_demo(int argc, char **argv)
             dia_print_version();
             return DIA_EXIT_OK;
         default:
-            return dia_usage_error("demo", "unknown or incomplete option \"%s\"",
-                                   argv[optind - 1]);
+            return dia_usage_error("demo", "unknown or incomplete option \"%s\"", argv[optind - 1]);
         }
     }
     if (optind < argc)

@@ -105,8 +105,10 @@ static int show_worker(const char *worker, const char *text, int64_t updated_ms,
 int dia_verb_status(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"journal", required_argument, NULL, 'j'}, {"json", no_argument, NULL, 'J'},
-        {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'V'},
+        {"journal", required_argument, NULL, 'j'},
+        {"json", no_argument, NULL, 'J'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     const char *journal_arg = NULL;

@@ -207,16 +207,26 @@ static const struct {
     const char *key;
     enum dexpy_type type;
 } dexpy_keys[] = {
-    {"USB_RECEIVER", DX_BOOL},         {"DEXCOM_SHARE_SERVER", DX_STRING},
-    {"DEXCOM_SHARE_USERNAME", DX_STRING}, {"DEXCOM_SHARE_PASSWORD", DX_STRING},
-    {"MQTT_SERVER", DX_STRING},        {"MQTT_PORT", DX_PORT},
-    {"MQTT_SSL", DX_BOOL},             {"MQTT_CLIENTID", DX_STRING},
-    {"MQTT_TOPIC", DX_STRING},         {"INFLUXDB_SERVER", DX_STRING},
-    {"INFLUXDB_PORT", DX_PORT},        {"INFLUXDB_SSL", DX_BOOL},
-    {"INFLUXDB_SSL_VERIFY", DX_BOOL},  {"INFLUXDB_USERNAME", DX_STRING},
-    {"INFLUXDB_PASSWORD", DX_STRING},  {"INFLUXDB_DATABASE", DX_STRING},
-    {"INFLUXDB_MEASUREMENT", DX_STRING}, {"NIGHTSCOUT_URL", DX_STRING},
-    {"NIGHTSCOUT_SECRET", DX_STRING},  {"NIGHTSCOUT_TOKEN", DX_STRING},
+    {"USB_RECEIVER", DX_BOOL},
+    {"DEXCOM_SHARE_SERVER", DX_STRING},
+    {"DEXCOM_SHARE_USERNAME", DX_STRING},
+    {"DEXCOM_SHARE_PASSWORD", DX_STRING},
+    {"MQTT_SERVER", DX_STRING},
+    {"MQTT_PORT", DX_PORT},
+    {"MQTT_SSL", DX_BOOL},
+    {"MQTT_CLIENTID", DX_STRING},
+    {"MQTT_TOPIC", DX_STRING},
+    {"INFLUXDB_SERVER", DX_STRING},
+    {"INFLUXDB_PORT", DX_PORT},
+    {"INFLUXDB_SSL", DX_BOOL},
+    {"INFLUXDB_SSL_VERIFY", DX_BOOL},
+    {"INFLUXDB_USERNAME", DX_STRING},
+    {"INFLUXDB_PASSWORD", DX_STRING},
+    {"INFLUXDB_DATABASE", DX_STRING},
+    {"INFLUXDB_MEASUREMENT", DX_STRING},
+    {"NIGHTSCOUT_URL", DX_STRING},
+    {"NIGHTSCOUT_SECRET", DX_STRING},
+    {"NIGHTSCOUT_TOKEN", DX_STRING},
 };
 #define DEXPY_NKEYS (sizeof dexpy_keys / sizeof dexpy_keys[0])
 
@@ -482,7 +492,8 @@ int dia_config_load_dexpy(struct dia_config *cfg, const char *path, const char *
     }
     const char *key;
     json_t *value;
-    json_object_foreach(root, key, value) {
+    json_object_foreach(root, key, value)
+    {
         size_t i = 0;
         while (i < DEXPY_NKEYS && strcmp(dexpy_keys[i].key, key) != 0)
             i++;
@@ -639,8 +650,8 @@ static int validate_list(struct dia_instance_config *v, size_t n, bool sink, cha
             o->driver = d;
         }
         if (o->target && !wants_target) {
-            snprintf(errbuf, errlen, "%s: %s takes no target (\"%s\"); use %s,KEY=VALUE",
-                     o->origin, o->driver, o->target, o->driver);
+            snprintf(errbuf, errlen, "%s: %s takes no target (\"%s\"); use %s,KEY=VALUE", o->origin,
+                     o->driver, o->target, o->driver);
             return DIA_ERR_CONFIG;
         }
         int rc = assign_name(&v[i], v, i, errbuf, errlen);

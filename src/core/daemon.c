@@ -35,12 +35,12 @@
 #include "core/journal.h"
 #include "core/log.h"
 
-#define BACKOFF_MIN_MS      1000
-#define BACKOFF_MAX_MS      (5 * 60 * 1000)
-#define BACKOFF_AUTH_MS     (30 * 60 * 1000) /* wrong password: do not hammer the account */
-#define SINK_IDLE_WAIT_MS   30000            /* re-check the journal at least this often */
-#define STATUS_INTERVAL_MS  10000
-#define PRUNE_INTERVAL_MS   (60 * 60 * 1000)
+#define BACKOFF_MIN_MS     1000
+#define BACKOFF_MAX_MS     (5 * 60 * 1000)
+#define BACKOFF_AUTH_MS    (30 * 60 * 1000) /* wrong password: do not hammer the account */
+#define SINK_IDLE_WAIT_MS  30000            /* re-check the journal at least this often */
+#define STATUS_INTERVAL_MS 10000
+#define PRUNE_INTERVAL_MS  (60 * 60 * 1000)
 
 enum worker_state { W_STARTING, W_RUNNING, W_BACKOFF, W_STOPPED };
 static const char *const state_names[] = {"starting", "running", "backing off", "stopped"};
@@ -165,8 +165,9 @@ static bool fail_and_wait(struct worker *w, const char *what, int err, int64_t *
     pthread_mutex_unlock(&w->lock);
     atomic_fetch_add(&w->in.counters.reconnects, 1);
     if (err == DIA_ERR_AUTH || err == DIA_ERR_CONFIG)
-        dia_err(w->in.name, "%s failed: %s; trying again in %lld minutes (fix the settings and "
-                            "restart diabridge to try at once)",
+        dia_err(w->in.name,
+                "%s failed: %s; trying again in %lld minutes (fix the settings and "
+                "restart diabridge to try at once)",
                 what, msg, (long long)(*backoff / 60000));
     else
         dia_warn(w->in.name, "%s failed: %s; retrying in %.1f s", what, msg, *backoff / 1000.0);
@@ -356,8 +357,8 @@ static void *sink_main(void *arg)
                 dia_err(w->in.name, "giving up on record seq %lld (%s %s): %s",
                         (long long)recs[acked].seq, dia_kind_name(recs[acked].kind),
                         recs[acked].key, reason);
-                int drc = dia_journal_dead_letter(w->in.journal, w->in.name, recs[acked].seq,
-                                                  reason);
+                int drc =
+                    dia_journal_dead_letter(w->in.journal, w->in.name, recs[acked].seq, reason);
                 if (drc != DIA_OK) {
                     dia_instance_error(&w->in, "%s", dia_journal_errmsg(w->in.journal));
                     rc = drc;
@@ -386,13 +387,12 @@ static void *sink_main(void *arg)
 static json_t *counters_json(const struct dia_counters *c)
 {
     return json_pack("{sI sI sI sI sI sI sI sI sI sI sI}", "polls", (json_int_t)c->polls,
-                     "frames_ok", (json_int_t)c->frames_ok, "crc_errors",
-                     (json_int_t)c->crc_errors, "decode_errors", (json_int_t)c->decode_errors,
-                     "implausible", (json_int_t)c->implausible, "timeouts",
-                     (json_int_t)c->timeouts, "restarts", (json_int_t)c->reconnects, "records",
-                     (json_int_t)c->records, "duplicates", (json_int_t)c->duplicates,
-                     "dead_letters", (json_int_t)c->dead_letters, "failures",
-                     (json_int_t)c->failures);
+                     "frames_ok", (json_int_t)c->frames_ok, "crc_errors", (json_int_t)c->crc_errors,
+                     "decode_errors", (json_int_t)c->decode_errors, "implausible",
+                     (json_int_t)c->implausible, "timeouts", (json_int_t)c->timeouts, "restarts",
+                     (json_int_t)c->reconnects, "records", (json_int_t)c->records, "duplicates",
+                     (json_int_t)c->duplicates, "dead_letters", (json_int_t)c->dead_letters,
+                     "failures", (json_int_t)c->failures);
 }
 
 static void write_status(struct daemon *d, struct dia_journal *j)
@@ -402,12 +402,12 @@ static void write_status(struct daemon *d, struct dia_journal *j)
         char spec[512];
         dia_options_describe(w->in.opts, spec, sizeof spec); /* secrets redacted */
         pthread_mutex_lock(&w->lock);
-        json_t *o = json_pack("{ss ss ss ss sI sI ss sI}", "role", w->is_sink ? "sink" : "source",
-                              "driver", w->in.opts->driver, "spec", spec, "state",
-                              state_names[w->state], "last_success_ms",
-                              (json_int_t)w->last_success_ms, "next_attempt_ms",
-                              (json_int_t)(w->state == W_BACKOFF ? w->next_attempt_ms : 0),
-                              "last_error", w->error, "pid", (json_int_t)getpid());
+        json_t *o =
+            json_pack("{ss ss ss ss sI sI ss sI}", "role", w->is_sink ? "sink" : "source", "driver",
+                      w->in.opts->driver, "spec", spec, "state", state_names[w->state],
+                      "last_success_ms", (json_int_t)w->last_success_ms, "next_attempt_ms",
+                      (json_int_t)(w->state == W_BACKOFF ? w->next_attempt_ms : 0), "last_error",
+                      w->error, "pid", (json_int_t)getpid());
         pthread_mutex_unlock(&w->lock);
         if (!o)
             continue;

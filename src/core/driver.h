@@ -25,28 +25,28 @@ struct dia_journal;
 
 /* Counters every driver may bump; reported by `diabridge status`. */
 struct dia_counters {
-    atomic_ullong polls;          /* source: polls done; sink: batches sent */
-    atomic_ullong frames_ok;      /* source: frames/responses decoded */
-    atomic_ullong crc_errors;     /* source: integrity failures */
-    atomic_ullong decode_errors;  /* source: truncated / malformed / unsupported */
-    atomic_ullong implausible;    /* source: values rejected as implausible */
+    atomic_ullong polls;         /* source: polls done; sink: batches sent */
+    atomic_ullong frames_ok;     /* source: frames/responses decoded */
+    atomic_ullong crc_errors;    /* source: integrity failures */
+    atomic_ullong decode_errors; /* source: truncated / malformed / unsupported */
+    atomic_ullong implausible;   /* source: values rejected as implausible */
     atomic_ullong timeouts;
-    atomic_ullong reconnects;     /* worker restarts after a failure */
-    atomic_ullong records;        /* source: new records stored; sink: records acknowledged */
-    atomic_ullong duplicates;     /* source: records the journal already had */
-    atomic_ullong dead_letters;   /* sink: records given up on */
-    atomic_ullong failures;       /* failed polls / sends */
+    atomic_ullong reconnects;   /* worker restarts after a failure */
+    atomic_ullong records;      /* source: new records stored; sink: records acknowledged */
+    atomic_ullong duplicates;   /* source: records the journal already had */
+    atomic_ullong dead_letters; /* sink: records given up on */
+    atomic_ullong failures;     /* failed polls / sends */
 };
 
 /* Shared by sources and sinks: who am I, what did the user configure. */
 struct dia_instance {
-    char name[48];                 /* "sim", "jsonl", "jsonl#2": log prefix, journal owner */
-    struct dia_options *opts;      /* validated options */
-    void *priv;                    /* the driver's own state, owned by the driver */
+    char name[48];            /* "sim", "jsonl", "jsonl#2": log prefix, journal owner */
+    struct dia_options *opts; /* validated options */
+    void *priv;               /* the driver's own state, owned by the driver */
     struct dia_counters counters;
-    struct dia_journal *journal;   /* this worker's own connection (state reads) */
-    const atomic_bool *stop;       /* set when the daemon shuts down */
-    char last_error[256];          /* human sentence; never contains a secret */
+    struct dia_journal *journal; /* this worker's own connection (state reads) */
+    const atomic_bool *stop;     /* set when the daemon shuts down */
+    char last_error[256];        /* human sentence; never contains a secret */
 };
 
 static inline bool dia_instance_stopping(const struct dia_instance *in)

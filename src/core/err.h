@@ -25,13 +25,13 @@ enum dia_err {
     DIA_ERR_DEVICE = -6,      /* device answered with an error code (NAK, …) */
 
     /* general */
-    DIA_ERR_ARG = -10,    /* caller passed something invalid */
-    DIA_ERR_NOMEM = -11,  /* allocation failed */
-    DIA_ERR_IO = -12,     /* read/write/open on a file or device failed */
+    DIA_ERR_ARG = -10,   /* caller passed something invalid */
+    DIA_ERR_NOMEM = -11, /* allocation failed */
+    DIA_ERR_IO = -12,    /* read/write/open on a file or device failed */
     DIA_ERR_TIMEOUT = -13,
-    DIA_ERR_CONFIG = -14, /* configuration is wrong; fix it and restart */
-    DIA_ERR_JOURNAL = -15,       /* the journal could not be read or written */
-    DIA_ERR_JOURNAL_FULL = -16,  /* the disk holding the journal is full */
+    DIA_ERR_CONFIG = -14,       /* configuration is wrong; fix it and restart */
+    DIA_ERR_JOURNAL = -15,      /* the journal could not be read or written */
+    DIA_ERR_JOURNAL_FULL = -16, /* the disk holding the journal is full */
     DIA_ERR_JOURNAL_CORRUPT = -17,
     DIA_ERR_JOURNAL_ACCESS = -18, /* permissions / read-only file system */
 

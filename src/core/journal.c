@@ -35,8 +35,8 @@
 #define SCHEMA_VERSION "1"
 
 /* DESIGN §6: same sensor, |Δt| ≤ 150 s, |Δvalue| ≤ 1 mg/dL → one reading */
-#define MERGE_WINDOW_MS   150000
-#define MERGE_VALUE_MGDL  1
+#define MERGE_WINDOW_MS  150000
+#define MERGE_VALUE_MGDL 1
 
 enum stmt_id {
     ST_INSERT,
@@ -62,9 +62,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_READ] = "SELECT seq, payload FROM records WHERE seq > ?1 AND published = 1"
                 " AND payload IS NOT NULL ORDER BY seq LIMIT ?2",
     [ST_CURSOR_GET] = "SELECT last_seq FROM sink_cursor WHERE sink = ?1",
-    [ST_CURSOR_SET] = "INSERT INTO sink_cursor(sink, last_seq, updated_ms) VALUES(?1, ?2, ?3)"
-                      " ON CONFLICT(sink) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq),"
-                      " updated_ms = excluded.updated_ms",
+    [ST_CURSOR_SET] =
+        "INSERT INTO sink_cursor(sink, last_seq, updated_ms) VALUES(?1, ?2, ?3)"
+        " ON CONFLICT(sink) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq),"
+        " updated_ms = excluded.updated_ms",
     [ST_DEAD] = "INSERT INTO dead_letter(sink, seq, reason, at_ms) VALUES(?1, ?2, ?3, ?4)",
 };
 
@@ -306,8 +307,8 @@ int dia_journal_open(const struct dia_journal_config *cfg, struct dia_journal **
          * truncated or foreign file is reported here. */
         if ((err = exec_sql(j, "PRAGMA journal_mode=WAL", "opening")) != DIA_OK)
             goto fail;
-        const char *sync = cfg->sync == DIA_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
-                                                         : "PRAGMA synchronous=FULL";
+        const char *sync =
+            cfg->sync == DIA_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL";
         if ((err = exec_sql(j, sync, "opening")) != DIA_OK)
             goto fail;
         if ((err = exec_sql(j, "BEGIN IMMEDIATE", "creating tables")) != DIA_OK)
@@ -531,8 +532,8 @@ int dia_journal_read(struct dia_journal *j, int64_t after_seq, struct dia_record
             /* A payload we wrote ourselves no longer parses: the file was
              * damaged.  Stop rather than skip silently. */
             snprintf(j->errmsg, sizeof j->errmsg,
-                     "journal %s: record seq %lld cannot be read back (damaged payload)",
-                     j->path, (long long)sqlite3_column_int64(st, 0));
+                     "journal %s: record seq %lld cannot be read back (damaged payload)", j->path,
+                     (long long)sqlite3_column_int64(st, 0));
             err = DIA_ERR_JOURNAL_CORRUPT;
             break;
         }

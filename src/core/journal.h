@@ -26,8 +26,8 @@
 struct dia_journal_hub {
     pthread_mutex_t lock;
     pthread_cond_t changed;
-    int64_t last_seq;  /* highest seq committed by any connection */
-    uint64_t version;  /* bumped on every notify (also on shutdown) */
+    int64_t last_seq; /* highest seq committed by any connection */
+    uint64_t version; /* bumped on every notify (also on shutdown) */
 };
 void dia_journal_hub_init(struct dia_journal_hub *hub);
 void dia_journal_hub_destroy(struct dia_journal_hub *hub);

@@ -242,11 +242,20 @@ int dia_parse_duration(const char *text, long long *seconds)
         if (end[1])
             return DIA_ERR_ARG;
         switch (*end) {
-        case 's': mult = 1; break;
-        case 'm': mult = 60; break;
-        case 'h': mult = 3600; break;
-        case 'd': mult = 86400; break;
-        default: return DIA_ERR_ARG;
+        case 's':
+            mult = 1;
+            break;
+        case 'm':
+            mult = 60;
+            break;
+        case 'h':
+            mult = 3600;
+            break;
+        case 'd':
+            mult = 86400;
+            break;
+        default:
+            return DIA_ERR_ARG;
         }
     }
     if (v > (long long)1e12 / mult)
@@ -338,8 +347,9 @@ static int resolve_secret_indirection(struct dia_options *o, const struct dia_op
     if (!s || s->type != DIA_OPT_SECRET)
         return 1;
     if (find_value(o, base)) {
-        snprintf(errbuf, errlen, "%s: option %s: give it once, either inline, as %s-file or as %s-env",
-                 o->origin, base, base, base);
+        snprintf(errbuf, errlen,
+                 "%s: option %s: give it once, either inline, as %s-file or as %s-env", o->origin,
+                 base, base, base);
         return DIA_ERR_CONFIG;
     }
     char *secret = NULL;
@@ -352,8 +362,8 @@ static int resolve_secret_indirection(struct dia_options *o, const struct dia_op
     } else {
         const char *env = getenv(v->value);
         if (!env || !env[0]) {
-            snprintf(errbuf, errlen, "%s: option %s: environment variable %s is not set",
-                     o->origin, v->key, v->value);
+            snprintf(errbuf, errlen, "%s: option %s: environment variable %s is not set", o->origin,
+                     v->key, v->value);
             return DIA_ERR_CONFIG;
         }
         secret = strdup(env);
@@ -447,8 +457,8 @@ int dia_options_validate(struct dia_options *o, const struct dia_option_spec *sc
         if (find_value(o, s->name))
             continue;
         if (s->required) {
-            snprintf(errbuf, errlen, "%s: %s needs option %s (%s)", o->origin, o->driver,
-                     s->name, s->help ? s->help : "required");
+            snprintf(errbuf, errlen, "%s: %s needs option %s (%s)", o->origin, o->driver, s->name,
+                     s->help ? s->help : "required");
             return DIA_ERR_CONFIG;
         }
         if (s->default_value && dia_options_set(o, s->name, s->default_value, false) != DIA_OK)

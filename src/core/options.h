@@ -36,17 +36,17 @@ struct dia_option_spec {
     enum dia_opt_type type;
     const char *default_value; /* NULL: no default */
     bool required;
-    long long min, max;   /* DIA_OPT_INT / DIA_OPT_DURATION bounds (both 0: unbounded) */
-    const char *choices;  /* DIA_OPT_ENUM: "always|batch|never" */
+    long long min, max;  /* DIA_OPT_INT / DIA_OPT_DURATION bounds (both 0: unbounded) */
+    const char *choices; /* DIA_OPT_ENUM: "always|batch|never" */
     const char *help;
 };
 
 /* What the user wrote for one driver instance. */
 struct dia_option_value {
     char *key;
-    char *value;  /* resolved text (for secrets: the secret itself) */
-    bool secret;  /* value must never be printed */
-    int line;     /* where it was given (0: command line or generated) */
+    char *value; /* resolved text (for secrets: the secret itself) */
+    bool secret; /* value must never be printed */
+    int line;    /* where it was given (0: command line or generated) */
 };
 
 struct dia_options {

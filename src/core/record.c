@@ -34,8 +34,8 @@ static const char *const origin_names[] = {
 
 /* Nightscout's direction names (cgm-remote-monitor lib/plugins/direction.js). */
 static const char *const trend_names[] = {
-    "NONE",          "DoubleUp",       "SingleUp",       "FortyFiveUp",    "Flat",
-    "FortyFiveDown", "SingleDown",     "DoubleDown",     "NOT COMPUTABLE", "RATE OUT OF RANGE",
+    "NONE",          "DoubleUp",   "SingleUp",   "FortyFiveUp",    "Flat",
+    "FortyFiveDown", "SingleDown", "DoubleDown", "NOT COMPUTABLE", "RATE OUT OF RANGE",
 };
 
 static const char *const event_names[] = {

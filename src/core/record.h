@@ -110,11 +110,11 @@ struct dia_meter {
 };
 
 struct dia_bolus {
-    int32_t type;         /* enum dia_bolus_type */
+    int32_t type; /* enum dia_bolus_type */
     int32_t programmed_mu;
     int32_t delivered_mu;
-    int32_t extended_mu;  /* square part of a square/dual bolus */
-    int32_t duration_s;   /* of the square part */
+    int32_t extended_mu; /* square part of a square/dual bolus */
+    int32_t duration_s;  /* of the square part */
     bool has_wizard;
     int32_t wizard_carbs_dg;
     int32_t wizard_bg_mgdl;
@@ -204,8 +204,8 @@ int dia_record_validate(const struct dia_record *r, char *why, size_t why_len);
 const char *dia_kind_name(enum dia_kind kind); /* "glucose", … */
 int dia_kind_parse(const char *name);          /* -1 when unknown */
 const char *dia_origin_name(enum dia_origin origin);
-const char *dia_trend_name(int trend);       /* Dexcom/Nightscout direction names */
-const char *dia_event_type_name(int type);    /* "sensor_start", … */
+const char *dia_trend_name(int trend);     /* Dexcom/Nightscout direction names */
+const char *dia_event_type_name(int type); /* "sensor_start", … */
 const char *dia_bolus_type_name(int type);
 const char *dia_basal_type_name(int type);
 

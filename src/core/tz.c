@@ -728,6 +728,27 @@ error:
     return rc;
 }
 
+int dia_tz_from_tzif(const char *name, const uint8_t *buf, size_t len, struct dia_tz **out,
+                     char *errbuf, size_t errlen)
+{
+    if (!out || !name || strlen(name) >= sizeof((*out)->name))
+        return DIA_ERR_ARG;
+    *out = NULL;
+    struct dia_tz *tz = calloc(1, sizeof(*tz));
+    if (!tz)
+        return DIA_ERR_NOMEM;
+    memcpy(tz->name, name, strlen(name) + 1);
+    const char *why = NULL;
+    int rc = parse_tzif(buf, len, tz, &why);
+    if (rc != DIA_OK) {
+        set_err(errbuf, errlen, "time zone \"%s\": %s", name, why);
+        dia_tz_free(tz);
+        return rc;
+    }
+    *out = tz;
+    return DIA_OK;
+}
+
 void dia_tz_free(struct dia_tz *tz)
 {
     if (!tz)

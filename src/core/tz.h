@@ -53,6 +53,9 @@ struct dia_tz;
  * "UTC" works even when no tzdata is installed.  A loaded zone is immutable:
  * threads may share it freely. */
 int dia_tz_load(const char *name, struct dia_tz **out, char *errbuf, size_t errlen);
+/* The same from a TZif image already in memory (tests, fuzzing, embedded zones). */
+int dia_tz_from_tzif(const char *name, const uint8_t *buf, size_t len, struct dia_tz **out,
+                     char *errbuf, size_t errlen);
 void dia_tz_free(struct dia_tz *tz);
 const char *dia_tz_name(const struct dia_tz *tz);
 

@@ -57,8 +57,9 @@ static int end_torn_line(struct dia_instance *in, int fd, const char *path)
         return DIA_OK;
     if (pread(fd, &last, 1, sb.st_size - 1) != 1 || last == '\n')
         return DIA_OK;
-    dia_warn(in->name, "the last line of %s was cut short (by a crash?); ending it, the record "
-                       "will be written again",
+    dia_warn(in->name,
+             "the last line of %s was cut short (by a crash?); ending it, the record "
+             "will be written again",
              path);
     if (write(fd, "\n", 1) != 1) {
         dia_instance_error(in, "cannot write to %s: %s", path, strerror(errno));

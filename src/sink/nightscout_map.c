@@ -18,10 +18,14 @@
 const char *dia_ns_collection_name(enum dia_ns_collection c)
 {
     switch (c) {
-    case DIA_NS_ENTRIES: return "entries";
-    case DIA_NS_TREATMENTS: return "treatments";
-    case DIA_NS_DEVICESTATUS: return "devicestatus";
-    default: return "none";
+    case DIA_NS_ENTRIES:
+        return "entries";
+    case DIA_NS_TREATMENTS:
+        return "treatments";
+    case DIA_NS_DEVICESTATUS:
+        return "devicestatus";
+    default:
+        return "none";
     }
 }
 
@@ -42,8 +46,7 @@ static json_t *base(const struct dia_record *r, bool entry)
     char iso[40];
     dia_format_utc_ms(r->t_utc_ms, iso, sizeof iso);
     char device[96];
-    snprintf(device, sizeof device, "%s%s%s", r->driver, r->device_id[0] ? ":" : "",
-             r->device_id);
+    snprintf(device, sizeof device, "%s%s%s", r->driver, r->device_id[0] ? ":" : "", r->device_id);
     json_t *o = json_object();
     if (!o)
         return NULL;
@@ -108,9 +111,9 @@ json_t *dia_ns_document(const struct dia_record *r, enum dia_ns_collection *coll
         break;
     case DIA_KIND_BOLUS: {
         const struct dia_bolus *b = &r->u.bolus;
-        const char *et = b->has_wizard ? "Bolus Wizard"
+        const char *et = b->has_wizard                        ? "Bolus Wizard"
                          : (b->wizard_carbs_dg != DIA_ABSENT) ? "Meal Bolus"
-                                                               : "Correction Bolus";
+                                                              : "Correction Bolus";
         if (!(o = treatment(r, et)))
             return NULL;
         set_units(o, "insulin", b->delivered_mu != DIA_ABSENT ? b->delivered_mu : b->programmed_mu);
@@ -150,14 +153,29 @@ json_t *dia_ns_document(const struct dia_record *r, enum dia_ns_collection *coll
     case DIA_KIND_EVENT: {
         const char *et = "Note";
         switch (r->u.event.type) {
-        case DIA_EVENT_SENSOR_START: et = "Sensor Start"; break;
-        case DIA_EVENT_SENSOR_INSERTION: et = "Sensor Change"; break;
-        case DIA_EVENT_SITE_CHANGE: et = "Site Change"; break;
-        case DIA_EVENT_REWIND: et = "Insulin Change"; break;
-        case DIA_EVENT_BATTERY_CHANGE: et = "Pump Battery Change"; break;
-        case DIA_EVENT_EXERCISE: et = "Exercise"; break;
-        case DIA_EVENT_ALARM: et = "Announcement"; break;
-        default: break;
+        case DIA_EVENT_SENSOR_START:
+            et = "Sensor Start";
+            break;
+        case DIA_EVENT_SENSOR_INSERTION:
+            et = "Sensor Change";
+            break;
+        case DIA_EVENT_SITE_CHANGE:
+            et = "Site Change";
+            break;
+        case DIA_EVENT_REWIND:
+            et = "Insulin Change";
+            break;
+        case DIA_EVENT_BATTERY_CHANGE:
+            et = "Pump Battery Change";
+            break;
+        case DIA_EVENT_EXERCISE:
+            et = "Exercise";
+            break;
+        case DIA_EVENT_ALARM:
+            et = "Announcement";
+            break;
+        default:
+            break;
         }
         if (!(o = treatment(r, et)))
             return NULL;

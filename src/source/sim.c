@@ -76,7 +76,7 @@ static const struct dia_option_spec sim_options[] = {
      .min = SIM_MIN_BATCH,
      .max = 1000000,
      .help = "most records stored per poll while catching up"},
-    {NULL},
+    {0},
 };
 
 struct sim {

@@ -74,11 +74,11 @@ static void expect_file_error(const char *text, const char *needle1, const char 
 static void test_native_errors(void **state)
 {
     (void)state;
-    expect_file_error("# ok\nsource sim,sped=60\n", ":2:", "sped");            /* unknown key */
+    expect_file_error("# ok\nsource sim,sped=60\n", ":2:", "sped");           /* unknown key */
     expect_file_error("source sim,speed=fast\n", ":1:", "whole number");      /* malformed */
     expect_file_error("source sim,speed=0\n", ":1:", "speed");                /* out of range */
     expect_file_error("sink jsonl,fsync=sometimes\n", ":1:", "always|batch"); /* enum */
-    expect_file_error("\n\nsauce sim\n", ":3:", "sauce");                    /* keyword */
+    expect_file_error("\n\nsauce sim\n", ":3:", "sauce");                     /* keyword */
     expect_file_error("source nosuchdevice:/dev/x\n", ":1:", "nosuchdevice"); /* driver */
     expect_file_error("source sim:/dev/ttyACM0\n", ":1:", "no target");       /* target */
     expect_file_error("sink jsonl\nsink jsonl,name=jsonl\n", ":2:", "named"); /* duplicate */
@@ -94,9 +94,10 @@ static void test_spec_grammar(void **state)
     (void)state;
     struct dia_options o;
     char err[512];
-    assert_int_equal(dia_options_parse("nightscout+https://ns.example.org/sub,token-file=/t,insecure",
-                                       "t", &o, err, sizeof err),
-                     DIA_OK);
+    assert_int_equal(
+        dia_options_parse("nightscout+https://ns.example.org/sub,token-file=/t,insecure", "t", &o,
+                          err, sizeof err),
+        DIA_OK);
     assert_string_equal(o.driver, "nightscout");
     assert_string_equal(o.target, "https://ns.example.org/sub");
     assert_string_equal(dia_opt_str(&o, "token-file", ""), "/t");
@@ -109,9 +110,8 @@ static void test_spec_grammar(void **state)
     assert_string_equal(o.target, "mqtt://broker:1883");
     dia_options_free(&o);
 
-    assert_int_equal(dia_options_parse("dexcom-share:ous,username=\"a,b\"", "t", &o, err,
-                                       sizeof err),
-                     DIA_OK);
+    assert_int_equal(
+        dia_options_parse("dexcom-share:ous,username=\"a,b\"", "t", &o, err, sizeof err), DIA_OK);
     assert_string_equal(o.target, "ous");
     assert_string_equal(dia_opt_str(&o, "username", ""), "a,b"); /* quoted comma */
     dia_options_free(&o);
@@ -240,10 +240,10 @@ static void expect_dexpy_error(const char *json, const char *needle1, const char
 static void test_dexpy_errors(void **state)
 {
     (void)state;
-    expect_dexpy_error("{\n  \"USB_RECEIVER\": true,\n  \"MQTT_SEVER\": \"x\"\n}\n", ":3:",
-                       "MQTT_SEVER");
-    expect_dexpy_error("{\n  \"MQTT_SERVER\": \"x\",\n  \"MQTT_PORT\": \"abc\"\n}\n", ":3:",
-                       "MQTT_PORT");
+    expect_dexpy_error("{\n  \"USB_RECEIVER\": true,\n  \"MQTT_SEVER\": \"x\"\n}\n",
+                       ":3:", "MQTT_SEVER");
+    expect_dexpy_error("{\n  \"MQTT_SERVER\": \"x\",\n  \"MQTT_PORT\": \"abc\"\n}\n",
+                       ":3:", "MQTT_PORT");
     expect_dexpy_error("{\n  \"USB_RECEIVER\": \"yes\"\n}\n", ":2:", "USB_RECEIVER");
     expect_dexpy_error("{\n  \"USB_RECEIVER\": true,\n}\n", ":3:", "JSON");
     expect_dexpy_error("{\"DEXCOM_SHARE_SERVER\": \"mars\", \"DEXCOM_SHARE_USERNAME\": \"u\","
@@ -286,15 +286,14 @@ static void test_secret_sources(void **state)
     unsetenv("DIA_TEST_PW");
 
     /* missing env var, unreadable file, both forms at once, none at all */
-    assert_int_equal(dia_options_parse("x,password-env=DIA_NOT_SET_ANYWHERE", "t:3", &o, err,
-                                       sizeof err),
-                     DIA_OK);
+    assert_int_equal(
+        dia_options_parse("x,password-env=DIA_NOT_SET_ANYWHERE", "t:3", &o, err, sizeof err),
+        DIA_OK);
     assert_int_equal(dia_options_validate(&o, schema, err, sizeof err), DIA_ERR_CONFIG);
     assert_non_null(strstr(err, "DIA_NOT_SET_ANYWHERE"));
     dia_options_free(&o);
-    assert_int_equal(dia_options_parse("x,password-file=/nonexistent/pw", "t:4", &o, err,
-                                       sizeof err),
-                     DIA_OK);
+    assert_int_equal(
+        dia_options_parse("x,password-file=/nonexistent/pw", "t:4", &o, err, sizeof err), DIA_OK);
     assert_int_equal(dia_options_validate(&o, schema, err, sizeof err), DIA_ERR_CONFIG);
     assert_non_null(strstr(err, "/nonexistent/pw"));
     assert_non_null(strstr(err, "t:4"));
@@ -310,9 +309,9 @@ static void test_secret_sources(void **state)
     dia_options_free(&o);
 
     /* a password inside a URL target is redacted too */
-    assert_int_equal(dia_options_parse("influx+https://user:pw123@db.example:8086/x", "t", &o, err,
-                                       sizeof err),
-                     DIA_OK);
+    assert_int_equal(
+        dia_options_parse("influx+https://user:pw123@db.example:8086/x", "t", &o, err, sizeof err),
+        DIA_OK);
     dia_options_describe(&o, desc, sizeof desc);
     assert_null(strstr(desc, "pw123"));
     assert_non_null(strstr(desc, "db.example:8086"));
@@ -323,8 +322,8 @@ static void test_secret_sources(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_native_file),    cmocka_unit_test(test_native_errors),
-        cmocka_unit_test(test_spec_grammar),   cmocka_unit_test(test_dexpy_sample),
+        cmocka_unit_test(test_native_file),       cmocka_unit_test(test_native_errors),
+        cmocka_unit_test(test_spec_grammar),      cmocka_unit_test(test_dexpy_sample),
         cmocka_unit_test(test_dexpy_environment), cmocka_unit_test(test_dexpy_errors),
         cmocka_unit_test(test_secret_sources),
     };

@@ -21,7 +21,7 @@
 #include "core/journal.h"
 #include "testutil.h"
 
-#define T0 1700000000000LL /* 2023-11-14T22:13:20Z */
+#define T0     1700000000000LL /* 2023-11-14T22:13:20Z */
 #define MIN_MS 60000LL
 
 struct fixture {
@@ -166,8 +166,7 @@ static void test_cursor_backlog_dead_letter(void **state)
     assert_int_equal(dia_journal_backlog(f->j, "mqtt", &backlog), DIA_OK);
     assert_int_equal(backlog, 5);
 
-    assert_int_equal(dia_journal_dead_letter(f->j, "ns", out[2].seq, "HTTP 400: bad date"),
-                     DIA_OK);
+    assert_int_equal(dia_journal_dead_letter(f->j, "ns", out[2].seq, "HTTP 400: bad date"), DIA_OK);
     assert_int_equal(dia_journal_cursor_get(f->j, "ns", &c), DIA_OK);
     assert_int_equal(c, out[2].seq);
     assert_int_equal(dia_journal_backlog(f->j, "ns", &backlog), DIA_OK);
@@ -272,9 +271,9 @@ static void test_consolidation_limits(void **state)
     struct dia_batch b;
     dia_batch_init(&b);
     add_glucose(&b, "dexcom-usb", "SM1", "s", T0, 150);
-    add_glucose(&b, "dexcom-share", "a", "s", T0 + 2000, 153);        /* value differs by 3 */
-    add_glucose(&b, "dexcom-share", "a", "s", T0 + 151000, 150);      /* 151 s later */
-    add_glucose(&b, "dexcom-share", "b", "s", T0 - 150000, 151);      /* exactly 150 s: merged */
+    add_glucose(&b, "dexcom-share", "a", "s", T0 + 2000, 153);   /* value differs by 3 */
+    add_glucose(&b, "dexcom-share", "a", "s", T0 + 151000, 150); /* 151 s later */
+    add_glucose(&b, "dexcom-share", "b", "s", T0 - 150000, 151); /* exactly 150 s: merged */
     struct dia_commit_result res;
     assert_int_equal(dia_journal_commit(f->j, "mixed", &b, &res), DIA_OK);
     assert_int_equal(res.inserted, 4);
@@ -607,8 +606,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_consolidation_receiver_and_cloud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consolidation_keeps_every_observation, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_consolidation_two_sensors_not_merged, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_consolidation_two_sensors_not_merged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consolidation_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_backfill_is_delivered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),

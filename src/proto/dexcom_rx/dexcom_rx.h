@@ -14,7 +14,7 @@
  *
  * The protocol is described in docs/devices/dexcom-usb-protocol.md and at
  * the top of each .c file, with the spec section each fact comes from
- * (/work/shared/specs/dexcom-receiver-usb-and-share.md, "spec" below).
+ * (shared/specs/dexcom-receiver-usb-and-share.md, "spec" below).
  *
  * Return values follow core/err.h: DIA_OK or a negative dia_err.  Codecs
  * keep rtl_433's split: DIA_ERR_NOT_MINE (not this kind of data at all),
