@@ -16,8 +16,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256];
     if (dia_tz_from_tzif("Fuzz/Zone", data, size, &tz, err, sizeof err) != DIA_OK)
         return 0;
-    static const int64_t probes[] = {-2208988800LL, 0, 954547200, 1711846800, 1729990800,
-                                      4102444800LL, 253402300799LL};
+    static const int64_t probes[] = {
+        -2208988800LL, 0, 954547200, 1711846800, 1729990800, 4102444800LL, 253402300799LL};
     for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
         int32_t off = 0;
         if (dia_tz_offset_at(tz, probes[i], &off) != DIA_OK)

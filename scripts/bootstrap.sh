@@ -9,8 +9,8 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config clang clang-format
   libsqlite3-dev sqlite3 libjansson-dev libssl-dev libcurl4-openssl-dev
-  libsystemd-dev libmosquitto-dev libcmocka-dev tzdata
-  mosquitto mosquitto-clients jq socat
+  libsystemd-dev libmosquitto-dev libcmocka-dev zlib1g-dev tzdata
+  mosquitto mosquitto-clients influxdb influxdb-client jq socat openssl
 )
 
 missing=()
