@@ -83,14 +83,7 @@ static bool sleep_until(struct daemon *d, int64_t until_ms)
     int64_t wait = until_ms - dia_now_ms();
     if (wait <= 0)
         return !atomic_load(&d->stop);
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += wait / 1000;
-    deadline.tv_nsec += (long)(wait % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = dia_mono_deadline(wait);
     pthread_mutex_lock(&d->sleep_lock);
     while (!atomic_load(&d->stop)) {
         if (pthread_cond_timedwait(&d->sleep_cond, &d->sleep_lock, &deadline) == ETIMEDOUT)

@@ -140,14 +140,7 @@ void dia_journal_hub_notify(struct dia_journal_hub *hub, int64_t seq)
 
 uint64_t dia_journal_hub_wait(struct dia_journal_hub *hub, uint64_t seen_version, int timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = dia_mono_deadline(timeout_ms);
     pthread_mutex_lock(&hub->lock);
     while (hub->version == seen_version) {
         if (pthread_cond_timedwait(&hub->changed, &hub->lock, &deadline) != 0)

@@ -32,13 +32,7 @@ pass "$KILLS SIGKILLs"
 "$DIABRIDGE" run --journal "$J" --log-level warning --sink "jsonl:$OUT,batch=25" 2>>"$LOG" &
 pid=$!
 PIDS=("$pid")
-caught_up() {
-  local last cursor
-  last=$(sqlite3 "$J" "SELECT coalesce(max(seq),0) FROM records WHERE published=1")
-  cursor=$(sqlite3 "$J" "SELECT coalesce(max(last_seq),0) FROM sink_cursor WHERE sink='jsonl'")
-  [ "$last" -gt 0 ] && [ "$cursor" -ge "$last" ]
-}
-wait_for caught_up 60 || fail "sink did not catch up"
+wait_for "sink_caught_up '$J' jsonl" 60 || fail "sink did not catch up"
 kill -TERM "$pid"
 wait "$pid" || fail "clean shutdown returned $?"
 PIDS=()

@@ -34,13 +34,7 @@ grep -q "retrying in" "$LOG" || fail "no back-off in the log"
 pass "failing sink is reported and retried with back-off"
 
 mkdir "$WORK/later"
-delivered() {
-  local last cursor
-  last=$(sqlite3 "$J" "SELECT coalesce(max(seq),0) FROM records WHERE published=1")
-  cursor=$(sqlite3 "$J" "SELECT coalesce(max(last_seq),0) FROM sink_cursor WHERE sink='file'")
-  [ "$last" -gt 0 ] && [ "$cursor" -ge "$last" ]
-}
-wait_for delivered 40 || fail "sink did not recover after its folder appeared"
+wait_for "sink_caught_up '$J' file" 40 || fail "sink did not recover after its folder appeared"
 pass "sink recovered by itself"
 
 # the supervisor rewrites the status table within a second of a change

@@ -25,3 +25,11 @@ wait_for() {
   done
   return 0
 }
+
+# True when sink $2 has acknowledged every published record of journal $1.
+sink_caught_up() {
+  local journal=$1 sink=$2 last cursor
+  last=$(sqlite3 "$journal" "SELECT coalesce(max(seq),0) FROM records WHERE published=1")
+  cursor=$(sqlite3 "$journal" "SELECT coalesce(max(last_seq),0) FROM sink_cursor WHERE sink='$sink'")
+  [ "$last" -gt 0 ] && [ "$cursor" -ge "$last" ]
+}
