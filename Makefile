@@ -10,7 +10,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 FUZZ_SECONDS ?= 20
 
-.PHONY: all bootstrap build demo check test asan-test format format-check fuzz bench clean
+.PHONY: all bootstrap build demo check test asan-test format format-check fuzz bench bench-short clean
 
 all: build
 
@@ -62,11 +62,16 @@ fuzz: bootstrap $(FUZZ_BUILD)/CMakeCache.txt
 
 # `make check` is what CI runs: warnings are errors, every test runs twice
 # (plain and under sanitizers), formatting is checked, fuzzers run briefly.
-check: format-check test asan-test fuzz
+# The benchmark suite in its short mode: proves it still runs; never judges numbers.
+bench-short: build
+	bench/run --short $(BUILD)
+
+check: format-check test asan-test fuzz bench-short
 	@echo "check: all passed"
 
+# The full benchmark suite: table on stdout, bench/results/latest.json.
 bench: build
-	@if [ -x bench/run ]; then bench/run $(BUILD); else echo "bench: no benchmark suite yet"; fi
+	bench/run $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

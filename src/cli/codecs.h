@@ -23,10 +23,15 @@ struct dia_decode_stats {
 struct dia_codec {
     const char *name;        /* as typed on the command line: "dexcom-page" */
     const char *description; /* one line for `decode --list` */
-    /* Decode a whole file's bytes; JSON lines to out (out may be NULL when
-     * only counting, e.g. in benchmarks).  Returns DIA_OK, or a negative
+    /* Decode a whole file's bytes; JSON lines to out.  With out == NULL the
+     * codec only decodes and counts, building no JSON, so a benchmark
+     * measures the codec itself.  Returns DIA_OK, or a negative
      * dia_err when the file as a whole is unusable. */
     int (*decode)(const uint8_t *data, size_t len, FILE *out, struct dia_decode_stats *stats);
+    /* A representative capture under tests/data that the benchmark suite
+     * decodes in a loop (bench/, issue #7).  Giving a codec a sample is all
+     * it takes to get its row in `make bench`. */
+    const char *bench_sample;
 };
 
 /* NULL-terminated by count: dia_codecs[0 .. dia_codec_count-1] */

@@ -25,6 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,8 +41,13 @@
 #define BACKOFF_MIN_MS     1000
 #define BACKOFF_MAX_MS     (5 * 60 * 1000)
 #define BACKOFF_AUTH_MS    (30 * 60 * 1000) /* wrong password: do not hammer the account */
-#define SINK_IDLE_WAIT_MS  30000            /* re-check the journal at least this often */
-#define STATUS_INTERVAL_MS 10000
+#define SINK_IDLE_WAIT_MS  120000 /* re-check the journal at least this often */
+/* Status rows are rewritten at once when a worker changes state, at most
+ * every STATUS_MIN_MS while records flow, and every STATUS_HEARTBEAT_MS
+ * otherwise.  An idle daemon therefore wakes a few times a minute, not
+ * once a second (issue #7: idle cost on a shared Raspberry Pi). */
+#define STATUS_MIN_MS       5000
+#define STATUS_HEARTBEAT_MS 60000
 #define PRUNE_INTERVAL_MS  (60 * 60 * 1000)
 
 enum worker_state { W_STARTING, W_RUNNING, W_BACKOFF, W_STOPPED };
@@ -72,8 +80,30 @@ struct daemon {
     pthread_cond_t sleep_cond; /* CLOCK_MONOTONIC */
     struct worker *workers;
     size_t nworkers;
-    atomic_bool status_dirty;
+    int wake_fd;                /* eventfd: workers poke the supervisor */
+    atomic_bool state_dirty;    /* a worker changed state: write status now */
+    atomic_bool counters_dirty; /* records moved: write status soon */
 };
+
+static void poke_supervisor(struct daemon *d)
+{
+    uint64_t one = 1;
+    if (d->wake_fd >= 0 && write(d->wake_fd, &one, sizeof one) < 0) {
+        /* EAGAIN: the counter is saturated, so a wake-up is pending anyway */
+    }
+}
+
+static void state_changed(struct daemon *d)
+{
+    atomic_store(&d->state_dirty, true);
+    poke_supervisor(d);
+}
+
+static void records_moved(struct daemon *d)
+{
+    if (!atomic_exchange(&d->counters_dirty, true))
+        poke_supervisor(d);
+}
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -127,7 +157,7 @@ static void set_state(struct worker *w, enum worker_state st, int err)
             snprintf(w->error, sizeof w->error, "%s", dia_strerror(err));
     }
     pthread_mutex_unlock(&w->lock);
-    atomic_store(&w->d->status_dirty, true);
+    state_changed(w->d);
 }
 
 static void mark_success(struct worker *w)
@@ -140,7 +170,7 @@ static void mark_success(struct worker *w)
     w->in.last_error[0] = '\0';
     pthread_mutex_unlock(&w->lock);
     if (changed)
-        atomic_store(&w->d->status_dirty, true);
+        state_changed(w->d);
 }
 
 /* A failure: log it, count it, and sleep the back-off.  false = stopping. */
@@ -202,6 +232,8 @@ static int commit_batch(struct worker *w, struct dia_batch *batch)
         if (rc == DIA_OK) {
             atomic_fetch_add(&w->in.counters.records, res.inserted);
             atomic_fetch_add(&w->in.counters.duplicates, res.duplicates);
+            if (res.inserted)
+                records_moved(w->d);
             if (res.inserted)
                 dia_debug(w->in.name, "stored %zu new records (%zu already known, %zu merged)",
                           res.inserted, res.duplicates, res.merged);
@@ -339,6 +371,7 @@ static void *sink_main(void *arg)
                 }
                 cursor = recs[acked - 1].seq;
                 atomic_fetch_add(&w->in.counters.records, acked);
+                records_moved(w->d);
             }
             if (rc == DIA_OK) {
                 backoff = 0;
@@ -390,6 +423,11 @@ static json_t *counters_json(const struct dia_counters *c)
 
 static void write_status(struct daemon *d, struct dia_journal *j)
 {
+    if (dia_journal_begin(j) != DIA_OK) {
+        dia_debug("daemon", "%s", dia_journal_errmsg(j));
+        return;
+    }
+    bool ok = true;
     for (size_t i = 0; i < d->nworkers; i++) {
         struct worker *w = &d->workers[i];
         char spec[512];
@@ -410,11 +448,15 @@ static void write_status(struct daemon *d, struct dia_journal *j)
         if (text) {
             char key[64];
             snprintf(key, sizeof key, "%s:%s", w->is_sink ? "sink" : "source", w->in.name);
-            if (dia_journal_status_put(j, key, text) != DIA_OK)
+            if (dia_journal_status_put(j, key, text) != DIA_OK) {
                 dia_debug("daemon", "%s", dia_journal_errmsg(j));
+                ok = false;
+            }
             free(text);
         }
     }
+    if (dia_journal_end(j, ok) != DIA_OK)
+        dia_debug("daemon", "%s", dia_journal_errmsg(j));
 }
 
 static void prune(struct daemon *d, struct dia_journal *j)
@@ -510,7 +552,9 @@ int dia_daemon_run(const struct dia_daemon_params *p)
     memset(&d, 0, sizeof d);
     d.p = p;
     atomic_init(&d.stop, false);
-    atomic_init(&d.status_dirty, true);
+    atomic_init(&d.state_dirty, true);
+    atomic_init(&d.counters_dirty, false);
+    d.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     dia_journal_hub_init(&d.hub);
     pthread_mutex_init(&d.sleep_lock, NULL);
     pthread_condattr_t ca;
@@ -522,7 +566,10 @@ int dia_daemon_run(const struct dia_daemon_params *p)
     int exit_status = DIA_EXIT_OK;
     struct dia_journal *j = NULL;
     char err[512];
-    struct dia_journal_config jc = {.path = p->journal_path, .sync = p->cfg->sync, .hub = &d.hub};
+    /* The supervisor's own connection writes only status rows and retention:
+     * losing the last of those in a power cut costs nothing, so it skips the
+     * per-commit disk sync that records get. */
+    struct dia_journal_config jc = {.path = p->journal_path, .sync = DIA_SYNC_NORMAL, .hub = &d.hub};
     int rc = dia_journal_open(&jc, &j, err, sizeof err);
     if (rc == DIA_OK) {
         rc = dia_journal_check(j, err, sizeof err);
@@ -558,38 +605,73 @@ int dia_daemon_run(const struct dia_daemon_params *p)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         goto out;
     }
+    int sig_fd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sig_fd < 0 || d.wake_fd < 0) {
+        dia_err("daemon", "cannot set up signal handling: %s", strerror(errno));
+        exit_status = DIA_EXIT_FAILURE;
+        stop_workers(&d);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        goto out;
+    }
     sd_notify(0, "READY=1\nSTATUS=running");
     uint64_t watchdog_usec = 0;
     bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+    int64_t ping_every = watchdog ? (int64_t)(watchdog_usec / 2000) : 0;
+    if (watchdog && ping_every < 1)
+        ping_every = 1;
     int64_t started = dia_mono_ms();
-    int64_t last_status = 0, last_prune = 0, last_ping = 0;
+    int64_t last_status = started, last_prune = -PRUNE_INTERVAL_MS, last_ping = 0;
     int64_t end = p->duration_s > 0 ? started + (int64_t)(p->duration_s * 1000) : 0;
 
+    /* Sleep until the next thing that is due; a signal or a worker's poke
+     * wakes us early. */
     for (;;) {
         int64_t now = dia_mono_ms();
         if (end && now >= end) {
             dia_info("daemon", "run time of %.0f s reached; stopping", p->duration_s);
             break;
         }
-        if (watchdog && (now - last_ping) * 1000 >= (int64_t)watchdog_usec / 2) {
+        if (watchdog && now - last_ping >= ping_every) {
             sd_notify(0, "WATCHDOG=1");
             last_ping = now;
         }
-        if (atomic_exchange(&d.status_dirty, false) || now - last_status >= STATUS_INTERVAL_MS) {
+        bool state = atomic_exchange(&d.state_dirty, false);
+        bool counters = atomic_load(&d.counters_dirty);
+        if (state || (counters && now - last_status >= STATUS_MIN_MS) ||
+            now - last_status >= STATUS_HEARTBEAT_MS) {
+            atomic_store(&d.counters_dirty, false);
             write_status(&d, j);
             last_status = now;
+            counters = false;
         }
         if (now - last_prune >= PRUNE_INTERVAL_MS) {
             prune(&d, j);
             last_prune = now;
         }
-        int64_t wait_ms = 1000;
-        if (watchdog && (int64_t)(watchdog_usec / 2000) < wait_ms)
-            wait_ms = watchdog_usec / 2000 > 0 ? (int64_t)(watchdog_usec / 2000) : 1;
-        if (end && end - now < wait_ms)
-            wait_ms = end - now;
-        struct timespec ts = {.tv_sec = wait_ms / 1000, .tv_nsec = (wait_ms % 1000) * 1000000L};
-        int sig = sigtimedwait(&sigs, NULL, &ts);
+        int64_t next = last_status + (counters ? STATUS_MIN_MS : STATUS_HEARTBEAT_MS);
+        if (last_prune + PRUNE_INTERVAL_MS < next)
+            next = last_prune + PRUNE_INTERVAL_MS;
+        if (watchdog && last_ping + ping_every < next)
+            next = last_ping + ping_every;
+        if (end && end < next)
+            next = end;
+        int64_t wait_ms = next - dia_mono_ms();
+        if (wait_ms < 0)
+            wait_ms = 0;
+        struct pollfd fds[2] = {{.fd = sig_fd, .events = POLLIN},
+                                {.fd = d.wake_fd, .events = POLLIN}};
+        if (poll(fds, 2, (int)(wait_ms > INT32_MAX ? INT32_MAX : wait_ms)) <= 0)
+            continue;
+        if (fds[1].revents & POLLIN) {
+            uint64_t count;
+            if (read(d.wake_fd, &count, sizeof count) < 0) {
+                /* EAGAIN: another read emptied it; nothing to do */
+            }
+        }
+        struct signalfd_siginfo si;
+        int sig = 0;
+        if ((fds[0].revents & POLLIN) && read(sig_fd, &si, sizeof si) == (ssize_t)sizeof si)
+            sig = (int)si.ssi_signo;
         if (sig == SIGTERM || sig == SIGINT) {
             dia_info("daemon", "%s received; finishing work in flight and stopping",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -598,6 +680,8 @@ int dia_daemon_run(const struct dia_daemon_params *p)
         if (sig == SIGHUP)
             dia_info("daemon", "SIGHUP: configuration is read at start; restart to reload");
     }
+    if (sig_fd >= 0)
+        close(sig_fd);
     sd_notify(0, "STOPPING=1");
     stop_workers(&d);
     write_status(&d, j);
@@ -613,5 +697,7 @@ out:
     pthread_cond_destroy(&d.sleep_cond);
     pthread_mutex_destroy(&d.sleep_lock);
     dia_journal_hub_destroy(&d.hub);
+    if (d.wake_fd >= 0)
+        close(d.wake_fd);
     return exit_status;
 }

@@ -698,6 +698,19 @@ int dia_journal_prune(struct dia_journal *j, int64_t before_ms, const char *cons
 
 /* ---- status -------------------------------------------------------------- */
 
+int dia_journal_begin(struct dia_journal *j)
+{
+    return exec_sql(j, "BEGIN IMMEDIATE", "starting a transaction");
+}
+
+int dia_journal_end(struct dia_journal *j, bool ok)
+{
+    if (ok)
+        return exec_sql(j, "COMMIT", "committing");
+    sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+    return DIA_OK;
+}
+
 int dia_journal_status_put(struct dia_journal *j, const char *worker, const char *json_text)
 {
     sqlite3_stmt *st = NULL;

@@ -112,6 +112,11 @@ int dia_journal_each(struct dia_journal *j, int64_t since_ms, int64_t until_ms, 
 int dia_journal_prune(struct dia_journal *j, int64_t before_ms, const char *const *sinks,
                       size_t nsinks, int64_t *deleted);
 
+/* Group several writes (status rows) into one transaction: one disk sync
+ * instead of one per row.  end() commits, or rolls back when ok is false. */
+int dia_journal_begin(struct dia_journal *j);
+int dia_journal_end(struct dia_journal *j, bool ok);
+
 /* Worker status for `diabridge status`: a JSON object as text. */
 int dia_journal_status_put(struct dia_journal *j, const char *worker, const char *json_text);
 typedef int (*dia_journal_status_fn)(const char *worker, const char *json_text, int64_t updated_ms,
