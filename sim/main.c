@@ -8,8 +8,10 @@
 
 #include "sim/sim.h"
 
-/* One row per simulator; empty until the first device issue lands. */
-static const struct dia_simulator *const simulators[] = {NULL};
+/* One row per simulator. */
+extern const struct dia_simulator dia_sim_share_server;
+
+static const struct dia_simulator *const simulators[] = {&dia_sim_share_server, NULL};
 
 static void usage(FILE *out)
 {

@@ -175,11 +175,23 @@ static void test_dexpy_sample(void **state)
     dia_options_describe(influx, desc, sizeof desc);
     assert_null(strstr(desc, "=password"));
 
-    /* the drivers are not in this build yet: validation says so, by line */
+    /* Every driver dexpy.json names must accept the options the translation
+     * gives it (client-id, dexpy-topic, schema=dexpy, api-secret, …).  While
+     * a driver is still missing from the build, validation must say which,
+     * with the file and line. */
     int rc = dia_config_validate(&cfg, err, sizeof err);
-    assert_int_equal(rc, DIA_ERR_CONFIG);
-    assert_non_null(strstr(err, "dexpy.json:2"));
-    assert_non_null(strstr(err, "dexcom-usb"));
+    if (rc != DIA_OK) {
+        fprintf(stderr, "(dexpy.json not fully validated in this build: %s)\n", err);
+        assert_int_equal(rc, DIA_ERR_CONFIG);
+        assert_non_null(strstr(err, "dexpy.json:"));
+        assert_non_null(strstr(err, "is not available in this build"));
+    } else {
+        assert_string_equal(cfg.sinks[0].name, "mqtt");
+        assert_string_equal(cfg.sinks[1].name, "influx");
+        assert_string_equal(cfg.sinks[2].name, "nightscout");
+        dia_options_describe(&cfg.sources[1].opts, desc, sizeof desc);
+        assert_null(strstr(desc, "=password,"));
+    }
     dia_config_free(&cfg);
 }
 
