@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -103,18 +104,30 @@ static bool send_all(int fd, const char *p, size_t n)
 static const char *reason(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 413: return "Payload Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    default: return "Status";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 413:
+        return "Payload Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Status";
     }
 }
 
@@ -126,6 +139,17 @@ static long parse_request(char *buf, size_t len, struct sim_http_request *req)
     if (!end)
         return len > 65536 ? -1 : 0;
     size_t head_len = (size_t)(end - buf) + 4;
+    /* Wait for the whole body before parsing: parsing writes NULs into the
+     * header, so it must run only once per request. */
+    for (const char *h = memmem(buf, head_len, "\r\n", 2); h && h < end;
+         h = memmem(h + 2, (size_t)(end - h), "\r\n", 2)) {
+        if (strncasecmp(h + 2, "Content-Length:", 15) == 0) {
+            unsigned long want = strtoul(h + 17, NULL, 10);
+            if (want <= MAX_BODY && len < head_len + want)
+                return 0;
+            break;
+        }
+    }
     char *line = buf;
     char *eol = memmem(line, head_len, "\r\n", 2);
     *eol = '\0';
@@ -139,7 +163,7 @@ static long parse_request(char *buf, size_t len, struct sim_http_request *req)
     req->query = q ? q + 1 : "";
     req->nheaders = 0;
     size_t content_length = 0;
-    for (char *h = eol + 2; h < end; ) {
+    for (char *h = eol + 2; h < end;) {
         char *he = memmem(h, (size_t)(end + 2 - h), "\r\n", 2);
         if (!he)
             break;
@@ -283,6 +307,10 @@ void sim_httpd_run(struct sim_httpd *h, volatile sig_atomic_t *stop)
         int fd = accept4(h->fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)
             continue;
+        /* Header and body go out in two writes; without this, Nagle holds
+         * the body until the client's delayed ACK (~40 ms per request). */
+        int nodelay = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
         struct conn *c = malloc(sizeof *c);
         pthread_t t;
         pthread_attr_t attr;

@@ -7,7 +7,7 @@
 
 #include "core/driver.h"
 
-#define DIA_SOURCE_LIST(X) X(sim) X(dexcom_share)
+#define DIA_SOURCE_LIST(X) X(sim) X(dexcom_usb) X(dexcom_share)
 #define DIA_SINK_LIST(X)   X(jsonl)
 
 #define DECLARE_SOURCE(id) extern const struct dia_source_driver dia_source_##id;

@@ -38,17 +38,17 @@
 #include "core/journal.h"
 #include "core/log.h"
 
-#define BACKOFF_MIN_MS     1000
-#define BACKOFF_MAX_MS     (5 * 60 * 1000)
-#define BACKOFF_AUTH_MS    (30 * 60 * 1000) /* wrong password: do not hammer the account */
-#define SINK_IDLE_WAIT_MS  120000 /* re-check the journal at least this often */
+#define BACKOFF_MIN_MS    1000
+#define BACKOFF_MAX_MS    (5 * 60 * 1000)
+#define BACKOFF_AUTH_MS   (30 * 60 * 1000) /* wrong password: do not hammer the account */
+#define SINK_IDLE_WAIT_MS 120000           /* re-check the journal at least this often */
 /* Status rows are rewritten at once when a worker changes state, at most
  * every STATUS_MIN_MS while records flow, and every STATUS_HEARTBEAT_MS
  * otherwise.  An idle daemon therefore wakes a few times a minute, not
  * once a second (issue #7: idle cost on a shared Raspberry Pi). */
 #define STATUS_MIN_MS       5000
 #define STATUS_HEARTBEAT_MS 60000
-#define PRUNE_INTERVAL_MS  (60 * 60 * 1000)
+#define PRUNE_INTERVAL_MS   (60 * 60 * 1000)
 
 enum worker_state { W_STARTING, W_RUNNING, W_BACKOFF, W_STOPPED };
 static const char *const state_names[] = {"starting", "running", "backing off", "stopped"};
@@ -569,7 +569,8 @@ int dia_daemon_run(const struct dia_daemon_params *p)
     /* The supervisor's own connection writes only status rows and retention:
      * losing the last of those in a power cut costs nothing, so it skips the
      * per-commit disk sync that records get. */
-    struct dia_journal_config jc = {.path = p->journal_path, .sync = DIA_SYNC_NORMAL, .hub = &d.hub};
+    struct dia_journal_config jc = {
+        .path = p->journal_path, .sync = DIA_SYNC_NORMAL, .hub = &d.hub};
     int rc = dia_journal_open(&jc, &j, err, sizeof err);
     if (rc == DIA_OK) {
         rc = dia_journal_check(j, err, sizeof err);

@@ -22,20 +22,20 @@ struct dia_http_tls {
 };
 
 struct dia_http_request {
-    const char *method;          /* "GET", "POST", "PUT", "DELETE" */
+    const char *method; /* "GET", "POST", "PUT", "DELETE" */
     const char *url;
-    const char *const *headers;  /* "Name: value" strings, NULL-terminated; may be NULL */
+    const char *const *headers; /* "Name: value" strings, NULL-terminated; may be NULL */
     const void *body;
     size_t body_len;
-    long timeout_ms;             /* whole request; 0: 30 s */
-    long connect_timeout_ms;     /* 0: 10 s */
+    long timeout_ms;         /* whole request; 0: 30 s */
+    long connect_timeout_ms; /* 0: 10 s */
     struct dia_http_tls tls;
     int max_same_host_redirects; /* follow 3xx only to the same scheme+host+port */
 };
 
 struct dia_http_response {
-    long status;    /* HTTP status, 0 when no response arrived */
-    char *body;     /* NUL-terminated, malloc'd (may contain NULs before the end) */
+    long status; /* HTTP status, 0 when no response arrived */
+    char *body;  /* NUL-terminated, malloc'd (may contain NULs before the end) */
     size_t body_len;
     char *location; /* Location header of a 3xx that was not followed, malloc'd */
     char error[400];
@@ -50,7 +50,7 @@ void dia_http_free(struct dia_http *h);
  * Perform a request.  DIA_OK when a response arrived (any status: inspect
  * res->status, or use dia_http_status_class); otherwise
  *   DIA_ERR_TIMEOUT     no answer in time,
- *   DIA_ERR_TRANSIENT   DNS failure, connection refused or reset, 
+ *   DIA_ERR_TRANSIENT   DNS failure, connection refused or reset,
  *   DIA_ERR_CONFIG      TLS verification failed or a bad URL (a person must act),
  *   DIA_ERR_NOMEM.
  * res must be released with dia_http_response_free in every case.

@@ -1,0 +1,1169 @@
+/*
+ * Source `dexcom-usb`: a Dexcom G4, G5 or G6 receiver on its USB port.
+ *
+ * Protocol facts come from the project spec
+ * shared/specs/dexcom-receiver-usb-and-share.md ("spec"), through the pure
+ * codec in src/proto/dexcom_rx/; the transport is src/io/serial.  User
+ * documentation: docs/devices/dexcom-usb.md.
+ *
+ * Connect (open):
+ *   find the tty (the target, or by USB id 22a3:0047 in sysfs, spec §1.1),
+ *   open it raw and flushed (§1.1, §1.2), PING, READ_FIRMWARE_HEADER (the
+ *   generation is shown to the user but never used to pick layouts),
+ *   READ_DATABASE_PARTITION_INFO (RecordLength and RecordRevision per
+ *   partition: the layouts are chosen by data, §2.1 "best practice"), the
+ *   manufacturing page (its SerialNumber names the receiver in record keys),
+ *   READ_TRANSMITTER_ID (the consolidation group, DESIGN §6).
+ *
+ * Each poll:
+ *   READ_SYSTEM_TIME → clock offset = host now − (2009-01-01 + system time)
+ *   (§2.3, DESIGN §4); every record's UTC is 2009-01-01 + its system-domain
+ *   time + offset, its raw times are kept in device_time, and its own
+ *   display − system difference is the user's UTC offset in force when it
+ *   was written.  Then, per partition (EGV, BACKFILLED_EGV, meter, user
+ *   events, insertion, calibration): READ_DATABASE_PAGE_RANGE and
+ *   READ_DATABASE_PAGES (≤ 4 pages per request, §1.3) for only the pages
+ *   that can hold records newer than the newest index already stored.  That
+ *   (page, index) cursor is saved per receiver and partition in the same
+ *   journal transaction as the records, so a crash can neither lose nor
+ *   repeat a record.  The range is inclusive: first == last is one page, and
+ *   FFFFFFFF FFFFFFFF is an empty partition (§2.1, the off-by-one of dexpy
+ *   and its ancestors is avoided by the codec's page-range helpers).  The
+ *   first run reads back `since` (default 24 h; `all` = everything).
+ *
+ * Records:
+ *   EGV and BACKFILLED_EGV → glucose (value & 0x3FF, trend, noise; the
+ *   backfilled flag for partition 18 and bit 13; for revision ≥ 4 the time
+ *   is the offset-10 measurement time, §2.4).  Display-only records (bit 15)
+ *   are skipped (Studio's export agrees 228/228 only then, §2.4).  Special
+ *   values (< 13) become a sensor_condition event naming the condition and
+ *   are never glucose.  Values 13..19 are dropped as implausible (tidepool
+ *   drops < 20; our record validation refuses them).
+ *   SensorData (G4, §2.4) is not stored on its own: its filtered and
+ *   unfiltered counts and signed RSSI are merged into the glucose record
+ *   written within 10 s of it (ecc1 pairs the two the same way).  Glucose
+ *   without a partner is published without raw values; a sensor record
+ *   without an EGV is dropped.
+ *   Meter → meter (time = meter_time at offset 10, the calibration flag: a
+ *   receiver takes finger sticks only to calibrate).  User events → carbs,
+ *   bolus (1/100 U), or health / exercise events (event_time is in the
+ *   display domain, §2.3).  Insertion → sensor start / stop events.
+ *   CalSet → calibration (slope, intercept, scale).
+ *   A record whose CRC fails is counted (crc_errors) and skipped; one that
+ *   does not decode is counted in decode_errors; one that is intact but
+ *   impossible in implausible.  None of them becomes a record.
+ *
+ * Keys: driver + receiver serial + kind + partition, record index and
+ * system time: the same on every re-read, never the receive time.
+ *
+ * Cadence: the next poll is due shortly (poll-after) after the next reading
+ * should have been written (newest EGV + 5 min); when it is late, a few
+ * short retries, then again in step with the 5-minute slots.  A status
+ * record (battery, transmitter, firmware) is written on connect and every
+ * status-interval.
+ *
+ * Failures: a command that times out, or is answered with NAK or a damaged
+ * frame, is sent again (up to `attempts` times).  A vanished device (unplug)
+ * is DIA_ERR_DISCONNECTED: the poll fails, nothing of it is stored, and the
+ * supervisor reconnects with back-off.  No write, erase or reset command is
+ * ever sent: the codec cannot even build one.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "core/driver.h"
+#include "core/err.h"
+#include "core/journal.h"
+#include "core/log.h"
+#include "core/options.h"
+#include "core/record.h"
+#include "io/serial.h"
+#include "proto/dexcom_rx/dexcom_rx.h"
+
+/* USB identity of every Dexcom receiver generation (spec §1.1). */
+#define RX_USB_VENDOR  0x22A3
+#define RX_USB_PRODUCT 0x0047
+#define RX_BAUD        115200 /* spec §1.2; ignored by CDC-ACM */
+
+#define READING_INTERVAL_S 300 /* one EGV every 5 minutes */
+#define SENSOR_PAIR_S      10  /* sensor and EGV records of one reading */
+
+static const struct dia_option_spec dexusb_options[] = {
+    {.name = "since",
+     .type = DIA_OPT_DURATION,
+     .default_value = "24h",
+     .min = -1, /* "all" */
+     .max = 3650LL * 86400,
+     .help = "history to import on the first run (\"all\": everything the receiver holds)"},
+    {.name = "timeout-ms",
+     .type = DIA_OPT_INT,
+     .default_value = "2000",
+     .min = 50,
+     .max = 60000,
+     .help = "how long to wait for the receiver's answer to one command"},
+    {.name = "attempts",
+     .type = DIA_OPT_INT,
+     .default_value = "4",
+     .min = 1,
+     .max = 20,
+     .help = "times a command is sent before the poll fails (timeouts, NAK, damaged replies)"},
+    {.name = "sensor",
+     .type = DIA_OPT_STRING,
+     .default_value = NULL,
+     .help = "consolidation group for the glucose readings (default: the transmitter id)"},
+    {.name = "poll-after",
+     .type = DIA_OPT_DURATION,
+     .default_value = "15",
+     .min = 1,
+     .max = 600,
+     .help = "how long after a reading is due the receiver is asked for it"},
+    {.name = "retry-interval",
+     .type = DIA_OPT_DURATION,
+     .default_value = "30",
+     .min = 1,
+     .max = 600,
+     .help = "pause between the short retries when a reading is late"},
+    {.name = "retries",
+     .type = DIA_OPT_INT,
+     .default_value = "4",
+     .min = 0,
+     .max = 100,
+     .help = "short retries for a late reading before falling back to the 5-minute rhythm"},
+    {.name = "poll-interval",
+     .type = DIA_OPT_DURATION,
+     .default_value = "0",
+     .min = 0,
+     .max = 86400,
+     .help = "poll at this fixed interval instead (0: in step with the readings)"},
+    {.name = "status-interval",
+     .type = DIA_OPT_DURATION,
+     .default_value = "3h",
+     .min = 60,
+     .max = 7 * 86400,
+     .help = "how often to record battery, transmitter and firmware"},
+    {.name = "max-pages",
+     .type = DIA_OPT_INT,
+     .default_value = "64",
+     .min = 4,
+     .max = 100000,
+     .help = "most pages read per partition in one poll while catching up"},
+    {.name = "trace-file",
+     .type = DIA_OPT_STRING,
+     .default_value = NULL,
+     .help = "append every frame sent and received as hex (for bug reports; the format "
+             "`diabridge-sim dexcom-receiver --capture` replays)"},
+    {0},
+};
+
+/* The partitions that become records, in the order they are read. */
+static const uint8_t record_partitions[] = {
+    DEXCOM_RX_REC_EGV_DATA,        DEXCOM_RX_REC_BACKFILLED_EGV, DEXCOM_RX_REC_METER_DATA,
+    DEXCOM_RX_REC_USER_EVENT_DATA, DEXCOM_RX_REC_INSERTION_TIME, DEXCOM_RX_REC_CAL_SET,
+};
+#define N_PARTITIONS (sizeof record_partitions / sizeof record_partitions[0])
+
+struct cursor {
+    bool known;
+    uint32_t page;  /* the page that held `index` */
+    uint32_t index; /* newest record index already stored (or skipped for good) */
+};
+
+/* A glucose record of this poll that may receive raw sensor values. */
+struct pairable {
+    size_t rec;           /* index into the batch */
+    uint32_t system_time; /* of the EGV record */
+};
+
+struct dexusb {
+    struct dia_instance *in;
+    struct dia_serial *port;
+    struct dexcom_rx_stream stream;
+    struct dexcom_rx_partition_info parts;
+    uint8_t reply[DEXCOM_RX_FRAME_MAX];
+    size_t reply_len;
+    uint8_t *pages; /* page buffer for one partition's reads */
+    size_t pages_cap;
+    FILE *trace;
+
+    long long since_s, timeout_ms, attempts, max_pages;
+    long long poll_after_s, retry_s, retries, poll_interval_s, status_interval_s;
+    char tty[256];
+    char serial[40];
+    char transmitter[8];
+    char sensor[40];
+    char firmware[48];
+    char product[48];
+
+    int64_t offset_s;    /* host − receiver clock, this poll */
+    uint32_t system_now; /* receiver system time, this poll */
+    int64_t next_status_ms;
+    bool status_pending;
+    uint32_t newest_egv; /* measured system time of the newest EGV seen (0: none) */
+    int late_polls;
+
+    struct cursor committed[N_PARTITIONS], pending[N_PARTITIONS];
+    struct pairable *pair;
+    size_t npair, cappair;
+    unsigned long seen_stream_crc;
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static void count(struct dia_instance *in, int rc)
+{
+    if (rc == DIA_ERR_CRC)
+        atomic_fetch_add(&in->counters.crc_errors, 1);
+    else if (rc == DIA_ERR_IMPLAUSIBLE)
+        atomic_fetch_add(&in->counters.implausible, 1);
+    else if (rc == DIA_ERR_TIMEOUT)
+        atomic_fetch_add(&in->counters.timeouts, 1);
+    else
+        atomic_fetch_add(&in->counters.decode_errors, 1);
+}
+
+static void trace_frame(struct dexusb *d, const char *dir, const uint8_t *b, size_t n)
+{
+    if (!d->trace)
+        return;
+    fprintf(d->trace, "%s,", dir);
+    for (size_t i = 0; i < n; i++)
+        fprintf(d->trace, i ? " %02X" : "%02X", b[i]);
+    fputc('\n', d->trace);
+    fflush(d->trace);
+}
+
+static int partition_slot(uint8_t type)
+{
+    for (size_t i = 0; i < N_PARTITIONS; i++)
+        if (record_partitions[i] == type)
+            return (int)i;
+    return -1;
+}
+
+/* ---- one command ------------------------------------------------------- */
+
+/* Wait for one complete checksummed frame; copy it into d->reply. */
+static int read_frame(struct dexusb *d, struct dexcom_rx_frame *frame)
+{
+    int64_t deadline = dia_mono_ms() + d->timeout_ms;
+    uint8_t buf[1024];
+    for (;;) {
+        int64_t left = deadline - dia_mono_ms();
+        if (left <= 0)
+            return DIA_ERR_TIMEOUT;
+        size_t got = 0;
+        int rc = dia_serial_read(d->port, buf, sizeof buf, (int)left, &got);
+        if (rc != DIA_OK)
+            return rc;
+        size_t off = 0;
+        while (off < got) {
+            size_t used = 0;
+            struct dexcom_rx_frame f;
+            int r = dexcom_rx_stream_feed(&d->stream, buf + off, got - off, &used, &f);
+            off += used;
+            if (r == 1) {
+                /* Copy out: f points into the stream's buffer. */
+                memcpy(d->reply, d->stream.buf, f.frame_len);
+                d->reply_len = f.frame_len;
+                trace_frame(d, "in", d->reply, d->reply_len);
+                return dexcom_rx_frame_parse(d->reply, d->reply_len, frame);
+            }
+            if (used == 0)
+                break;
+        }
+    }
+}
+
+/*
+ * Send a request and return its ACK'd reply in *frame (payload inside
+ * d->reply).  Timeouts, damaged frames and error codes are retried; a
+ * disconnect is returned at once.
+ */
+static int command(struct dexusb *d, const uint8_t *req, int req_len, struct dexcom_rx_frame *frame)
+{
+    struct dia_instance *in = d->in;
+    const char *name = dexcom_rx_cmd_name(req[3]);
+    int rc = DIA_ERR_ARG;
+    if (req_len < DEXCOM_RX_FRAME_MIN)
+        return rc;
+    for (long long attempt = 1; attempt <= d->attempts; attempt++) {
+        if (dia_instance_stopping(in))
+            return DIA_ERR_STOPPING;
+        /* Everyone flushes before a request (spec §1.3): late bytes of an
+         * earlier, abandoned reply must not be taken for this one. */
+        rc = dia_serial_flush(d->port);
+        if (rc != DIA_OK)
+            break;
+        dexcom_rx_stream_reset(&d->stream);
+        trace_frame(d, "out", req, (size_t)req_len);
+        rc = dia_serial_write_all(d->port, req, (size_t)req_len, (int)d->timeout_ms);
+        if (rc == DIA_OK)
+            rc = read_frame(d, frame);
+        unsigned long crc = d->stream.crc_errors;
+        if (crc > d->seen_stream_crc)
+            atomic_fetch_add(&in->counters.crc_errors, crc - d->seen_stream_crc);
+        d->seen_stream_crc = crc;
+        if (rc == DIA_OK) {
+            uint8_t response = 0;
+            rc = dexcom_rx_reply_check(frame, &response);
+            if (rc == DIA_OK) {
+                atomic_fetch_add(&in->counters.frames_ok, 1);
+                return DIA_OK;
+            }
+            atomic_fetch_add(&in->counters.decode_errors, 1);
+            dia_instance_error(in, "the receiver answered %s to %s",
+                               dexcom_rx_response_name(response), name);
+        } else if (rc == DIA_ERR_DISCONNECTED || rc == DIA_ERR_IO) {
+            dia_instance_error(in, "%s", dia_serial_errmsg(d->port));
+            return rc;
+        } else {
+            count(in, rc);
+            if (rc == DIA_ERR_TIMEOUT)
+                dia_instance_error(in, "no complete answer to %s within %lld ms", name,
+                                   d->timeout_ms);
+            else
+                dia_instance_error(in, "damaged answer to %s (%s)", name, dia_strerror(rc));
+        }
+        dia_debug(in->name, "%s, attempt %lld of %lld", in->last_error, attempt, d->attempts);
+    }
+    return rc;
+}
+
+static int simple(struct dexusb *d, enum dexcom_rx_cmd cmd, struct dexcom_rx_frame *frame)
+{
+    uint8_t req[DEXCOM_RX_REQUEST_MAX];
+    int n = dexcom_rx_request_simple(req, sizeof req, cmd);
+    if (n < 0)
+        return n;
+    return command(d, req, n, frame);
+}
+
+/* Read `count` pages of `type` from `first` into d->pages, checking that
+ * the receiver sent exactly the pages asked for. */
+static int read_pages(struct dexusb *d, uint8_t type, uint32_t first, uint8_t npages)
+{
+    uint8_t req[DEXCOM_RX_REQUEST_MAX];
+    int n = dexcom_rx_request_read_pages(req, sizeof req, type, first, npages);
+    if (n < 0)
+        return n;
+    struct dexcom_rx_frame f;
+    int rc = DIA_OK;
+    for (long long attempt = 1; attempt <= d->attempts; attempt++) {
+        rc = command(d, req, n, &f);
+        if (rc != DIA_OK)
+            return rc;
+        int have = dexcom_rx_pages_in_payload(f.payload_len);
+        bool ok = have == npages;
+        for (int i = 0; ok && i < npages; i++) {
+            struct dexcom_rx_page_header h;
+            const uint8_t *pg = f.payload + (size_t)i * DEXCOM_RX_PAGE_SIZE;
+            /* A header that fails its CRC is judged later, page by page. */
+            if (dexcom_rx_page_header_parse(pg, DEXCOM_RX_PAGE_SIZE, &h) == DIA_OK &&
+                (h.record_type != type || h.page_number != first + (uint32_t)i))
+                ok = false;
+        }
+        if (ok) {
+            memcpy(d->pages, f.payload, f.payload_len);
+            return DIA_OK;
+        }
+        atomic_fetch_add(&d->in->counters.decode_errors, 1);
+        rc = DIA_ERR_DEVICE;
+        dia_instance_error(d->in, "the receiver sent other pages than %s %u..%u",
+                           dexcom_rx_record_type_name(type), first, first + npages - 1);
+    }
+    return rc;
+}
+
+static int page_range(struct dexusb *d, uint8_t type, struct dexcom_rx_page_range *r)
+{
+    uint8_t req[DEXCOM_RX_REQUEST_MAX];
+    int n = dexcom_rx_request_page_range(req, sizeof req, type);
+    if (n < 0)
+        return n;
+    struct dexcom_rx_frame f;
+    int rc = command(d, req, n, &f);
+    if (rc != DIA_OK)
+        return rc;
+    rc = dexcom_rx_parse_page_range(f.payload, f.payload_len, r);
+    if (rc != DIA_OK) {
+        count(d->in, rc);
+        dia_instance_error(d->in, "the receiver's page range for %s is invalid (%s)",
+                           dexcom_rx_record_type_name(type), dia_strerror(rc));
+    }
+    return rc;
+}
+
+/* ---- clock ------------------------------------------------------------- */
+
+static int read_clock(struct dexusb *d)
+{
+    struct dexcom_rx_frame f;
+    int rc = simple(d, DEXCOM_RX_CMD_READ_SYSTEM_TIME, &f);
+    if (rc != DIA_OK)
+        return rc;
+    int64_t host = dia_now_ms();
+    uint32_t sys;
+    rc = dexcom_rx_parse_system_time(f.payload, f.payload_len, &sys);
+    if (rc != DIA_OK) {
+        count(d->in, rc);
+        dia_instance_error(d->in, "the receiver's system time is unreadable (%s)",
+                           dia_strerror(rc));
+        return rc;
+    }
+    /* Round to whole seconds: the receiver counts seconds. */
+    d->offset_s = dexcom_rx_clock_offset((host + 500) / 1000, sys);
+    d->system_now = sys;
+    return DIA_OK;
+}
+
+static int64_t system_to_utc_ms(const struct dexusb *d, uint32_t system_time)
+{
+    return dexcom_rx_system_to_utc(system_time, d->offset_s) * 1000;
+}
+
+/* ---- records ----------------------------------------------------------- */
+
+static struct dia_record *new_record(struct dexusb *d, struct dia_batch *out, enum dia_kind kind,
+                                     const struct dexcom_rx_record *rec, uint32_t when_system)
+{
+    struct dia_record *r = dia_batch_add(out, kind);
+    if (!r)
+        return NULL;
+    r->origin = DIA_ORIGIN_DEVICE;
+    r->received_ms = dia_now_ms();
+    snprintf(r->driver, sizeof r->driver, "dexcom-usb");
+    snprintf(r->device_id, sizeof r->device_id, "%s", d->serial);
+    r->t_utc_ms = system_to_utc_ms(d, when_system);
+    int64_t off = (int64_t)rec->display_time - (int64_t)rec->system_time;
+    int64_t off_min = off >= 0 ? (off + 30) / 60 : -((-off + 30) / 60);
+    r->utc_offset_min = off_min >= -16 * 60 && off_min <= 16 * 60 ? (int32_t)off_min : DIA_ABSENT;
+    if (when_system != rec->system_time)
+        snprintf(r->device_time, sizeof r->device_time, "M%" PRIu32 " S%" PRIu32 " D%" PRIu32,
+                 when_system, rec->system_time, rec->display_time);
+    else
+        snprintf(r->device_time, sizeof r->device_time, "S%" PRIu32 " D%" PRIu32, rec->system_time,
+                 rec->display_time);
+    dia_record_set_key(r, "p%u/i%" PRIu32 "/s%" PRIu32, rec->record_type, rec->index,
+                       rec->system_time);
+    return r;
+}
+
+/* Keep the record only if it passes the journal's own validation: one bad
+ * record must not make the whole batch be refused. */
+static void keep_if_valid(struct dexusb *d, struct dia_batch *out)
+{
+    char why[128];
+    if (dia_record_validate(&out->recs[out->n - 1], why, sizeof why) == DIA_OK)
+        return;
+    atomic_fetch_add(&d->in->counters.implausible, 1);
+    dia_warn(d->in->name, "dropped a %s record that cannot be right: %s",
+             dia_kind_name(out->recs[out->n - 1].kind), why);
+    dia_batch_drop_last(out);
+}
+
+static int add_pairable(struct dexusb *d, size_t rec, uint32_t system_time)
+{
+    if (d->npair == d->cappair) {
+        size_t cap = d->cappair ? d->cappair * 2 : 64;
+        struct pairable *p = realloc(d->pair, cap * sizeof *p);
+        if (!p)
+            return DIA_ERR_NOMEM;
+        d->pair = p;
+        d->cappair = cap;
+    }
+    d->pair[d->npair++] = (struct pairable){rec, system_time};
+    return DIA_OK;
+}
+
+static int emit_egv(struct dexusb *d, struct dia_batch *out, const struct dexcom_rx_record *rec)
+{
+    const struct dexcom_rx_egv *e = &rec->u.egv;
+    if (e->display_only)
+        return DIA_OK; /* repeats a real reading's time (spec §2.4) */
+    bool backfilled = e->backfilled || rec->record_type == DEXCOM_RX_REC_BACKFILLED_EGV;
+    uint32_t when = e->measured_system_time;
+    if (when > d->newest_egv && !backfilled)
+        d->newest_egv = when;
+    if (e->cls == DEXCOM_RX_EGV_SPECIAL) {
+        struct dia_record *r = new_record(d, out, DIA_KIND_EVENT, rec, when);
+        if (!r)
+            return DIA_ERR_NOMEM;
+        snprintf(r->sensor, sizeof r->sensor, "%s", d->sensor);
+        r->u.event.type = DIA_EVENT_SENSOR_CONDITION;
+        r->u.event.code = e->special;
+        snprintf(r->u.event.text, sizeof r->u.event.text, "%s (%s)",
+                 dexcom_rx_special_name(e->special), dexcom_rx_special_display(e->special));
+        keep_if_valid(d, out);
+        return DIA_OK;
+    }
+    if (e->mgdl < 20) {
+        /* 13..19: not a special code, not a reading the receiver would show. */
+        atomic_fetch_add(&d->in->counters.implausible, 1);
+        dia_debug(d->in->name, "skipped glucose %u mg/dL (record %" PRIu32 "): below 20", e->mgdl,
+                  rec->index);
+        return DIA_OK;
+    }
+    struct dia_record *r = new_record(d, out, DIA_KIND_GLUCOSE, rec, when);
+    if (!r)
+        return DIA_ERR_NOMEM;
+    snprintf(r->sensor, sizeof r->sensor, "%s", d->sensor);
+    struct dia_glucose *g = &r->u.glucose;
+    g->mgdl = e->mgdl;
+    g->trend = e->trend <= DIA_TREND_MAX ? e->trend : DIA_ABSENT;
+    g->noise = e->noise;
+    g->flags = backfilled ? DIA_GLUCOSE_BACKFILLED : 0;
+    size_t before = out->n;
+    keep_if_valid(d, out);
+    if (out->n == before && !backfilled)
+        return add_pairable(d, out->n - 1, rec->system_time);
+    return DIA_OK;
+}
+
+static int emit_record(struct dexusb *d, struct dia_batch *out, const struct dexcom_rx_record *rec)
+{
+    struct dia_record *r;
+    switch (rec->kind) {
+    case DEXCOM_RX_KIND_EGV:
+        return emit_egv(d, out, rec);
+    case DEXCOM_RX_KIND_METER:
+        r = new_record(d, out, DIA_KIND_METER, rec, rec->u.meter.meter_time);
+        if (!r)
+            return DIA_ERR_NOMEM;
+        r->u.meter.mgdl = rec->u.meter.mgdl;
+        r->u.meter.flags = DIA_METER_CALIBRATION;
+        break;
+    case DEXCOM_RX_KIND_USER_EVENT: {
+        const struct dexcom_rx_user_event *ev = &rec->u.event;
+        /* event_time is in the display domain (what the user typed). */
+        int64_t disp_off = (int64_t)rec->display_time - (int64_t)rec->system_time;
+        int64_t sys = (int64_t)ev->event_time - disp_off;
+        uint32_t when = sys > 0 && sys < (int64_t)UINT32_MAX ? (uint32_t)sys : rec->system_time;
+        if (ev->type == DEXCOM_RX_EVENT_CARBS) {
+            r = new_record(d, out, DIA_KIND_CARBS, rec, when);
+            if (!r)
+                return DIA_ERR_NOMEM;
+            r->u.carbs.carbs_dg = ev->value <= 100000 ? (int32_t)ev->value * 10 : DIA_ABSENT;
+        } else if (ev->type == DEXCOM_RX_EVENT_INSULIN) {
+            r = new_record(d, out, DIA_KIND_BOLUS, rec, when);
+            if (!r)
+                return DIA_ERR_NOMEM;
+            r->u.bolus.type = DIA_BOLUS_NORMAL;
+            r->u.bolus.delivered_mu = ev->value <= 100000 ? (int32_t)ev->value * 10 : DIA_ABSENT;
+            r->u.bolus.programmed_mu = r->u.bolus.delivered_mu;
+        } else if (ev->type == DEXCOM_RX_EVENT_HEALTH || ev->type == DEXCOM_RX_EVENT_EXERCISE) {
+            r = new_record(d, out, DIA_KIND_EVENT, rec, when);
+            if (!r)
+                return DIA_ERR_NOMEM;
+            bool exercise = ev->type == DEXCOM_RX_EVENT_EXERCISE;
+            r->u.event.type = exercise ? DIA_EVENT_EXERCISE : DIA_EVENT_HEALTH;
+            r->u.event.code = ev->subtype;
+            const char *sub = dexcom_rx_event_subtype_name(ev->type, ev->subtype);
+            if (exercise)
+                snprintf(r->u.event.text, sizeof r->u.event.text, "exercise: %" PRIu32 " min%s%s",
+                         ev->value, sub[0] ? ", " : "", sub);
+            else
+                snprintf(r->u.event.text, sizeof r->u.event.text, "health: %s",
+                         sub[0] ? sub : "unspecified");
+        } else {
+            atomic_fetch_add(&d->in->counters.decode_errors, 1);
+            return DIA_OK;
+        }
+        break;
+    }
+    case DEXCOM_RX_KIND_INSERTION: {
+        uint8_t st = rec->u.insertion.session_state;
+        r = new_record(d, out, DIA_KIND_EVENT, rec, rec->system_time);
+        if (!r)
+            return DIA_ERR_NOMEM;
+        /* States (spec §2.4): 7 STARTED, 5 SECOND_SESSION start a session;
+         * 0 none and 9 manufacturing mode are notes; the rest end one. */
+        if (st == 7 || st == 5)
+            r->u.event.type = DIA_EVENT_SENSOR_START;
+        else if (st == 0 || st == 9)
+            r->u.event.type = DIA_EVENT_NOTE;
+        else
+            r->u.event.type = DIA_EVENT_SENSOR_STOP;
+        r->u.event.code = st;
+        if (rec->u.insertion.has_g5_fields && rec->u.insertion.transmitter_id[0])
+            snprintf(r->u.event.text, sizeof r->u.event.text, "sensor session %s, transmitter %s",
+                     dexcom_rx_session_state_name(st), rec->u.insertion.transmitter_id);
+        else
+            snprintf(r->u.event.text, sizeof r->u.event.text, "sensor session %s",
+                     dexcom_rx_session_state_name(st));
+        break;
+    }
+    case DEXCOM_RX_KIND_CAL_SET:
+        r = new_record(d, out, DIA_KIND_CALIBRATION, rec, rec->system_time);
+        if (!r)
+            return DIA_ERR_NOMEM;
+        r->u.calibration.slope = rec->u.cal.slope;
+        r->u.calibration.intercept = rec->u.cal.intercept;
+        r->u.calibration.scale = rec->u.cal.scale;
+        break;
+    default:
+        return DIA_OK; /* partitions we do not turn into records */
+    }
+    keep_if_valid(d, out);
+    return DIA_OK;
+}
+
+/* ---- reading a partition ----------------------------------------------- */
+
+static int ensure_pages(struct dexusb *d)
+{
+    size_t need = DEXCOM_RX_PAGES_PER_READ * DEXCOM_RX_PAGE_SIZE;
+    if (d->pages_cap >= need)
+        return DIA_OK;
+    d->pages = malloc(need);
+    if (!d->pages)
+        return DIA_ERR_NOMEM;
+    d->pages_cap = need;
+    return DIA_OK;
+}
+
+/* Open page i of the last read; DIA_OK or a counted error. */
+static int open_page(struct dexusb *d, uint8_t type, int i, struct dexcom_rx_page *pg)
+{
+    const uint8_t *buf = d->pages + (size_t)i * DEXCOM_RX_PAGE_SIZE;
+    struct dexcom_rx_page_header h;
+    int rc = dexcom_rx_page_header_parse(buf, DEXCOM_RX_PAGE_SIZE, &h);
+    if (rc == DIA_OK) {
+        uint16_t len = dexcom_rx_record_length(&d->parts, type, h.revision);
+        rc = dexcom_rx_page_open(buf, DEXCOM_RX_PAGE_SIZE, len, pg);
+    }
+    if (rc != DIA_OK) {
+        count(d->in, rc);
+        dia_warn(d->in->name, "skipped a %s page: %s", dexcom_rx_record_type_name(type),
+                 dia_strerror(rc));
+    }
+    return rc;
+}
+
+/* System time of the first readable record of a page; false when none. */
+static bool page_first_time(const struct dexcom_rx_page *pg, uint8_t type, uint32_t *t)
+{
+    for (uint32_t i = 0; i < pg->hdr.num_records; i++) {
+        struct dexcom_rx_record rec;
+        const uint8_t *p = pg->data + (size_t)i * pg->record_length;
+        if (dexcom_rx_record_decode_raw(p, pg->record_length, type, pg->hdr.revision, &rec) ==
+            DIA_OK) {
+            *t = rec.system_time;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The first page that can hold records written at or after `cutoff`
+ * (receiver system time), searching back from the newest page. */
+static int find_start_page(struct dexusb *d, uint8_t type, const struct dexcom_rx_page_range *r,
+                           uint32_t cutoff, uint32_t *start)
+{
+    uint32_t hi = r->last;
+    for (;;) {
+        uint32_t lo = hi - r->first >= DEXCOM_RX_PAGES_PER_READ - 1
+                          ? hi - (DEXCOM_RX_PAGES_PER_READ - 1)
+                          : r->first;
+        int rc = read_pages(d, type, lo, (uint8_t)(hi - lo + 1));
+        if (rc != DIA_OK)
+            return rc;
+        for (int i = (int)(hi - lo); i >= 0; i--) {
+            struct dexcom_rx_page pg;
+            uint32_t t;
+            if (open_page(d, type, i, &pg) == DIA_OK && page_first_time(&pg, type, &t) &&
+                t < cutoff) {
+                *start = lo + (uint32_t)i;
+                return DIA_OK;
+            }
+        }
+        if (lo == r->first) {
+            *start = r->first;
+            return DIA_OK;
+        }
+        hi = lo - 1;
+    }
+}
+
+/*
+ * Read what is new in one partition.  *more is set when the page limit
+ * stopped the read before the newest page.
+ */
+static int read_partition(struct dexusb *d, struct dia_batch *out, uint8_t type, bool *more)
+{
+    int slot = partition_slot(type);
+    struct cursor *cur = &d->pending[slot];
+    struct dexcom_rx_page_range range;
+    int rc = page_range(d, type, &range);
+    if (rc != DIA_OK)
+        return rc;
+    if (range.empty)
+        return DIA_OK;
+
+    uint32_t start;
+    uint32_t cutoff = 0; /* system time before which records are history we skip */
+    if (cur->known && cur->page >= range.first && cur->page <= range.last) {
+        start = cur->page;
+    } else {
+        if (cur->known && cur->page > range.last) {
+            dia_warn(d->in->name,
+                     "%s: the receiver holds fewer pages (%" PRIu32 "..%" PRIu32
+                     ") than already read (%" PRIu32 "); was its database reset? Reading it "
+                     "again from the start",
+                     dexcom_rx_record_type_name(type), range.first, range.last, cur->page);
+            cur->known = false;
+        } else if (cur->known) {
+            dia_warn(d->in->name,
+                     "%s: pages %" PRIu32 "..%" PRIu32 " were overwritten on the receiver "
+                     "before they could be read",
+                     dexcom_rx_record_type_name(type), cur->page, range.first - 1);
+        }
+        if (cur->known || d->since_s < 0) {
+            start = range.first;
+        } else {
+            int64_t c = (int64_t)d->system_now - d->since_s;
+            cutoff = c > 0 ? (uint32_t)c : 0;
+            rc = find_start_page(d, type, &range, cutoff, &start);
+            if (rc != DIA_OK)
+                return rc;
+        }
+    }
+
+    uint64_t budget = (uint64_t)d->max_pages;
+    uint32_t p = start;
+    uint8_t n;
+    while ((n = dexcom_rx_page_range_chunk(&range, p, DEXCOM_RX_PAGES_PER_READ)) > 0) {
+        if (budget == 0) {
+            *more = true;
+            break;
+        }
+        if (n > budget)
+            n = (uint8_t)budget;
+        rc = read_pages(d, type, p, n);
+        if (rc != DIA_OK)
+            return rc;
+        for (int i = 0; i < n; i++) {
+            struct dexcom_rx_page pg;
+            if (open_page(d, type, i, &pg) != DIA_OK)
+                continue;
+            for (uint32_t k = 0; k < pg.hdr.num_records; k++) {
+                uint32_t index = pg.hdr.first_record_index + k;
+                if (cur->known && index <= cur->index)
+                    continue;
+                struct dexcom_rx_record rec;
+                rc = dexcom_rx_page_record(&pg, k, &rec);
+                /* Whatever happens to it, this record is done with. */
+                cur->known = true;
+                cur->index = index;
+                cur->page = p + (uint32_t)i;
+                if (rc != DIA_OK) {
+                    count(d->in, rc);
+                    dia_warn(d->in->name, "skipped %s record %" PRIu32 ": %s",
+                             dexcom_rx_record_type_name(type), index, dia_strerror(rc));
+                    continue;
+                }
+                if (rec.system_time < cutoff)
+                    continue;
+                rc = emit_record(d, out, &rec);
+                if (rc != DIA_OK)
+                    return rc;
+            }
+        }
+        budget -= n;
+        p += n;
+        if (p == 0)
+            break; /* wrapped at 2^32: cannot happen on a real receiver */
+    }
+    return DIA_OK;
+}
+
+/* Merge the G4's raw sensor values into the glucose read this poll. */
+static int pair_sensor_values(struct dexusb *d, struct dia_batch *out)
+{
+    if (d->npair == 0 || !dexcom_rx_partition_find(&d->parts, DEXCOM_RX_REC_SENSOR_DATA))
+        return DIA_OK;
+    uint32_t oldest = UINT32_MAX;
+    for (size_t i = 0; i < d->npair; i++)
+        if (d->pair[i].system_time < oldest)
+            oldest = d->pair[i].system_time;
+    struct dexcom_rx_page_range range;
+    int rc = page_range(d, DEXCOM_RX_REC_SENSOR_DATA, &range);
+    if (rc != DIA_OK || range.empty)
+        return rc;
+    uint32_t hi = range.last;
+    size_t paired = 0;
+    for (;;) {
+        uint32_t lo = hi - range.first >= DEXCOM_RX_PAGES_PER_READ - 1
+                          ? hi - (DEXCOM_RX_PAGES_PER_READ - 1)
+                          : range.first;
+        rc = read_pages(d, DEXCOM_RX_REC_SENSOR_DATA, lo, (uint8_t)(hi - lo + 1));
+        if (rc != DIA_OK)
+            return rc;
+        bool older_seen = false;
+        for (int i = 0; i <= (int)(hi - lo); i++) {
+            struct dexcom_rx_page pg;
+            if (open_page(d, DEXCOM_RX_REC_SENSOR_DATA, i, &pg) != DIA_OK)
+                continue;
+            for (uint32_t k = 0; k < pg.hdr.num_records; k++) {
+                struct dexcom_rx_record rec;
+                int r = dexcom_rx_page_record(&pg, k, &rec);
+                if (r != DIA_OK) {
+                    count(d->in, r);
+                    continue;
+                }
+                if (rec.system_time + SENSOR_PAIR_S < oldest) {
+                    older_seen = true;
+                    continue;
+                }
+                for (size_t j = 0; j < d->npair; j++) {
+                    int64_t dt = (int64_t)rec.system_time - d->pair[j].system_time;
+                    if (dt < -SENSOR_PAIR_S || dt > SENSOR_PAIR_S)
+                        continue;
+                    struct dia_glucose *g = &out->recs[d->pair[j].rec].u.glucose;
+                    if (g->filtered != DIA_ABSENT)
+                        continue;
+                    g->filtered = rec.u.sensor.filtered <= INT32_MAX
+                                      ? (int32_t)rec.u.sensor.filtered
+                                      : DIA_ABSENT;
+                    g->unfiltered = rec.u.sensor.unfiltered <= INT32_MAX
+                                        ? (int32_t)rec.u.sensor.unfiltered
+                                        : DIA_ABSENT;
+                    g->rssi = rec.u.sensor.rssi;
+                    paired++;
+                    break;
+                }
+            }
+        }
+        if (older_seen || lo == range.first)
+            break;
+        hi = lo - 1;
+    }
+    dia_debug(d->in->name, "raw sensor values for %zu of %zu readings", paired, d->npair);
+    return DIA_OK;
+}
+
+/* ---- status ------------------------------------------------------------ */
+
+static int emit_status(struct dexusb *d, struct dia_batch *out)
+{
+    struct dexcom_rx_frame f;
+    uint32_t level = 0;
+    uint8_t state = 0;
+    bool have_level = false, have_state = false;
+    int rc = simple(d, DEXCOM_RX_CMD_READ_BATTERY_LEVEL, &f);
+    if (rc == DIA_ERR_DISCONNECTED || rc == DIA_ERR_IO || rc == DIA_ERR_STOPPING)
+        return rc;
+    if (rc == DIA_OK)
+        have_level = dexcom_rx_parse_battery_level(f.payload, f.payload_len, &level) == DIA_OK;
+    rc = simple(d, DEXCOM_RX_CMD_READ_BATTERY_STATE, &f);
+    if (rc == DIA_ERR_DISCONNECTED || rc == DIA_ERR_IO || rc == DIA_ERR_STOPPING)
+        return rc;
+    if (rc == DIA_OK)
+        have_state = dexcom_rx_parse_battery_state(f.payload, f.payload_len, &state) == DIA_OK;
+
+    struct dia_record *r = dia_batch_add(out, DIA_KIND_STATUS);
+    if (!r)
+        return DIA_ERR_NOMEM;
+    r->origin = DIA_ORIGIN_DEVICE;
+    r->received_ms = dia_now_ms();
+    r->t_utc_ms = system_to_utc_ms(d, d->system_now);
+    snprintf(r->driver, sizeof r->driver, "dexcom-usb");
+    snprintf(r->device_id, sizeof r->device_id, "%s", d->serial);
+    snprintf(r->device_time, sizeof r->device_time, "S%" PRIu32, d->system_now);
+    struct dia_status *st = &r->u.status;
+    st->battery_pct = have_level && level <= 100 ? (int32_t)level : DIA_ABSENT;
+    snprintf(st->state, sizeof st->state, "battery %s",
+             have_state ? dexcom_rx_battery_state_name(state) : "unknown");
+    snprintf(st->firmware, sizeof st->firmware, "%s", d->firmware);
+    snprintf(st->transmitter, sizeof st->transmitter, "%s", d->transmitter);
+    dia_record_set_key(r, "status/s%" PRIu32, d->system_now);
+    keep_if_valid(d, out);
+    return DIA_OK;
+}
+
+/* ---- state ------------------------------------------------------------- */
+
+static void state_key(const struct dexusb *d, uint8_t type, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s.p%u", d->serial, type);
+}
+
+static int load_cursors(struct dexusb *d)
+{
+    for (size_t i = 0; i < N_PARTITIONS; i++) {
+        d->committed[i].known = false;
+        if (!d->in->journal)
+            continue;
+        char key[64], val[64];
+        state_key(d, record_partitions[i], key, sizeof key);
+        int rc = dia_journal_state_get(d->in->journal, d->in->name, key, val, sizeof val);
+        if (rc < 0) {
+            dia_instance_error(d->in, "cannot read the stored read position: %s",
+                               dia_journal_errmsg(d->in->journal));
+            return rc;
+        }
+        unsigned long page, index;
+        if (rc == 1 && sscanf(val, "%lu %lu", &page, &index) == 2 && page <= UINT32_MAX &&
+            index <= UINT32_MAX) {
+            d->committed[i] = (struct cursor){true, (uint32_t)page, (uint32_t)index};
+        } else if (rc == 1) {
+            dia_warn(d->in->name, "stored read position %s = \"%s\" is unusable; reading %s again",
+                     key, val, "from the configured history");
+        }
+    }
+    return DIA_OK;
+}
+
+static int save_cursors(struct dexusb *d, struct dia_batch *out)
+{
+    for (size_t i = 0; i < N_PARTITIONS; i++) {
+        const struct cursor *c = &d->pending[i];
+        const struct cursor *old = &d->committed[i];
+        if (!c->known || (old->known && old->page == c->page && old->index == c->index))
+            continue;
+        char key[64], val[64];
+        state_key(d, record_partitions[i], key, sizeof key);
+        snprintf(val, sizeof val, "%" PRIu32 " %" PRIu32, c->page, c->index);
+        int rc = dia_batch_set_state(out, key, val);
+        if (rc != DIA_OK)
+            return rc;
+    }
+    return DIA_OK;
+}
+
+/* ---- driver methods ---------------------------------------------------- */
+
+static void dexusb_close(struct dia_instance *src)
+{
+    struct dexusb *d = src->priv;
+    if (!d)
+        return;
+    dia_serial_close(d->port);
+    if (d->trace)
+        fclose(d->trace);
+    free(d->pages);
+    free(d->pair);
+    free(d);
+    src->priv = NULL;
+}
+
+static int identify(struct dexusb *d)
+{
+    struct dia_instance *in = d->in;
+    struct dexcom_rx_frame f;
+    int rc = simple(d, DEXCOM_RX_CMD_PING, &f);
+    if (rc != DIA_OK)
+        return rc;
+    rc = simple(d, DEXCOM_RX_CMD_READ_FIRMWARE_HEADER, &f);
+    if (rc != DIA_OK)
+        return rc;
+    if (dexcom_rx_xml_attr(f.payload, f.payload_len, "FirmwareHeader", "FirmwareVersion",
+                           d->firmware, sizeof d->firmware) != DIA_OK)
+        snprintf(d->firmware, sizeof d->firmware, "unknown");
+    if (dexcom_rx_xml_attr(f.payload, f.payload_len, "FirmwareHeader", "ProductName", d->product,
+                           sizeof d->product) != DIA_OK)
+        snprintf(d->product, sizeof d->product, "Dexcom receiver");
+
+    rc = simple(d, DEXCOM_RX_CMD_READ_PARTITION_INFO, &f);
+    if (rc != DIA_OK)
+        return rc;
+    rc = dexcom_rx_partition_info_parse(f.payload, f.payload_len, &d->parts);
+    if (rc != DIA_OK) {
+        count(in, rc);
+        dia_instance_error(in,
+                           "cannot read the receiver's partition table (%s); please report "
+                           "this with a trace (trace-file=…)",
+                           dia_strerror(rc));
+        return rc == DIA_ERR_UNSUPPORTED ? DIA_ERR_CONFIG : rc;
+    }
+
+    /* The receiver's serial number is on the manufacturing page (0). */
+    struct dexcom_rx_page_range range;
+    rc = page_range(d, DEXCOM_RX_REC_MANUFACTURING_DATA, &range);
+    if (rc != DIA_OK)
+        return rc;
+    d->serial[0] = '\0';
+    if (!range.empty) {
+        rc = read_pages(d, DEXCOM_RX_REC_MANUFACTURING_DATA, range.last, 1);
+        if (rc != DIA_OK)
+            return rc;
+        struct dexcom_rx_page pg;
+        struct dexcom_rx_record rec;
+        if (open_page(d, DEXCOM_RX_REC_MANUFACTURING_DATA, 0, &pg) == DIA_OK &&
+            pg.hdr.num_records > 0 && dexcom_rx_page_record(&pg, 0, &rec) == DIA_OK &&
+            rec.kind == DEXCOM_RX_KIND_XML)
+            dexcom_rx_xml_attr(rec.u.xml.text, rec.u.xml.len, "ManufacturingParameters",
+                               "SerialNumber", d->serial, sizeof d->serial);
+    }
+    if (!d->serial[0]) {
+        dia_instance_error(in, "the receiver did not say its serial number (manufacturing "
+                               "data unreadable); retrying");
+        return DIA_ERR_DEVICE;
+    }
+
+    rc = simple(d, DEXCOM_RX_CMD_READ_TRANSMITTER_ID, &f);
+    if (rc == DIA_ERR_DISCONNECTED || rc == DIA_ERR_IO || rc == DIA_ERR_STOPPING)
+        return rc;
+    d->transmitter[0] = '\0';
+    if (rc == DIA_OK &&
+        dexcom_rx_parse_transmitter_id(f.payload, f.payload_len, d->transmitter) != DIA_OK)
+        d->transmitter[0] = '\0';
+    const char *sensor = dia_opt_str(in->opts, "sensor", NULL);
+    if (sensor && sensor[0])
+        snprintf(d->sensor, sizeof d->sensor, "%s", sensor);
+    else if (d->transmitter[0])
+        snprintf(d->sensor, sizeof d->sensor, "dexcom:%s", d->transmitter);
+    else
+        d->sensor[0] = '\0'; /* the journal groups by receiver then */
+    return DIA_OK;
+}
+
+static int dexusb_open(struct dia_instance *src)
+{
+    struct dexusb *d = calloc(1, sizeof *d);
+    if (!d) {
+        dia_instance_error(src, "out of memory");
+        return DIA_ERR_NOMEM;
+    }
+    d->in = src;
+    d->since_s = dia_opt_duration(src->opts, "since", 86400);
+    d->timeout_ms = dia_opt_int(src->opts, "timeout-ms", 2000);
+    d->attempts = dia_opt_int(src->opts, "attempts", 4);
+    d->max_pages = dia_opt_int(src->opts, "max-pages", 64);
+    d->poll_after_s = dia_opt_duration(src->opts, "poll-after", 15);
+    d->retry_s = dia_opt_duration(src->opts, "retry-interval", 30);
+    d->retries = dia_opt_int(src->opts, "retries", 4);
+    d->poll_interval_s = dia_opt_duration(src->opts, "poll-interval", 0);
+    d->status_interval_s = dia_opt_duration(src->opts, "status-interval", 3 * 3600);
+    dexcom_rx_stream_init(&d->stream);
+    src->priv = d;
+
+    const char *target = src->opts->target;
+    int rc;
+    if (!target || !target[0] || strcmp(target, "auto") == 0) {
+        rc = dia_serial_find_usb("/sys", "/dev", RX_USB_VENDOR, RX_USB_PRODUCT, d->tty,
+                                 sizeof d->tty);
+        if (rc != DIA_OK) {
+            dia_instance_error(src, "no Dexcom receiver (USB 22a3:0047) is plugged in; "
+                                    "connect it with a data cable");
+            goto fail;
+        }
+    } else {
+        snprintf(d->tty, sizeof d->tty, "%s", target);
+    }
+    const char *trace = dia_opt_str(src->opts, "trace-file", NULL);
+    if (trace && trace[0]) {
+        d->trace = fopen(trace, "ae");
+        if (!d->trace) {
+            dia_instance_error(src, "cannot open the trace file %s: %s", trace, strerror(errno));
+            rc = DIA_ERR_CONFIG;
+            goto fail;
+        }
+    }
+    char err[400];
+    rc = dia_serial_open(d->tty, RX_BAUD, &d->port, err, sizeof err);
+    if (rc != DIA_OK) {
+        dia_instance_error(src, "%s", err);
+        goto fail;
+    }
+    if ((rc = ensure_pages(d)) != DIA_OK || (rc = identify(d)) != DIA_OK ||
+        (rc = load_cursors(d)) != DIA_OK)
+        goto fail;
+    d->status_pending = true;
+    dia_info(src->name, "%s serial %s, firmware %s, transmitter %s on %s", d->product, d->serial,
+             d->firmware, d->transmitter[0] ? d->transmitter : "(none)", d->tty);
+    return DIA_OK;
+fail:
+    dexusb_close(src);
+    return rc;
+}
+
+static int64_t next_poll_ms(struct dexusb *d, int64_t now, bool got_new)
+{
+    if (d->poll_interval_s > 0)
+        return now + d->poll_interval_s * 1000;
+    if (d->newest_egv == 0)
+        return now + READING_INTERVAL_S * 1000;
+    /* When the next reading should be there, in host time. */
+    int64_t due =
+        system_to_utc_ms(d, d->newest_egv) + (READING_INTERVAL_S + d->poll_after_s) * 1000;
+    if (got_new)
+        d->late_polls = 0;
+    if (due > now)
+        return due;
+    d->late_polls++;
+    if (d->late_polls <= d->retries)
+        return now + d->retry_s * 1000;
+    /* Long gap (sensor off, out of range): stay in step with the slots. */
+    int64_t slot = READING_INTERVAL_S * 1000;
+    return due + ((now - due) / slot + 1) * slot;
+}
+
+static int dexusb_poll(struct dia_instance *src, struct dia_batch *out, int64_t *next_ms)
+{
+    struct dexusb *d = src->priv;
+    memcpy(d->pending, d->committed, sizeof d->pending);
+    d->npair = 0;
+    uint32_t newest_before = d->newest_egv;
+
+    int rc = read_clock(d);
+    if (rc != DIA_OK)
+        return rc;
+    int64_t now = dia_now_ms();
+    if (d->status_pending || now >= d->next_status_ms) {
+        rc = emit_status(d, out);
+        if (rc != DIA_OK)
+            return rc;
+    }
+    bool more = false;
+    for (size_t i = 0; i < N_PARTITIONS; i++) {
+        uint8_t type = record_partitions[i];
+        if (!dexcom_rx_partition_find(&d->parts, type))
+            continue;
+        rc = read_partition(d, out, type, &more);
+        if (rc != DIA_OK) {
+            d->newest_egv = newest_before;
+            return rc;
+        }
+    }
+    rc = pair_sensor_values(d, out);
+    if (rc == DIA_OK)
+        rc = save_cursors(d, out);
+    if (rc != DIA_OK) {
+        d->newest_egv = newest_before;
+        return rc;
+    }
+    now = dia_now_ms();
+    *next_ms = more ? now : next_poll_ms(d, now, d->newest_egv != newest_before);
+    dia_debug(src->name, "clock offset %+" PRId64 " s; %zu records; next poll in %.0f s",
+              d->offset_s, out->n, (*next_ms - now) / 1000.0);
+    return DIA_OK;
+}
+
+static void dexusb_committed(struct dia_instance *src, const struct dia_batch *batch)
+{
+    struct dexusb *d = src->priv;
+    memcpy(d->committed, d->pending, sizeof d->committed);
+    for (size_t i = 0; i < batch->n; i++) {
+        if (batch->recs[i].kind == DIA_KIND_STATUS) {
+            d->status_pending = false;
+            d->next_status_ms = dia_now_ms() + d->status_interval_s * 1000;
+        }
+    }
+}
+
+const struct dia_source_driver dia_source_dexcom_usb = {
+    .name = "dexcom-usb",
+    .description = "Dexcom G4, G5 or G6 receiver on USB: glucose with backfill, meter, events",
+    .target_help = "the receiver's tty (/dev/ttyACM0, /dev/dexcom-receiver), or auto to find "
+                   "it by USB id 22a3:0047",
+    .options = dexusb_options,
+    .open = dexusb_open,
+    .poll = dexusb_poll,
+    .committed = dexusb_committed,
+    .close = dexusb_close,
+};
