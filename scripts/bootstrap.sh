@@ -10,7 +10,7 @@ packages=(
   build-essential cmake pkg-config clang clang-format
   libsqlite3-dev sqlite3 libjansson-dev libssl-dev libcurl4-openssl-dev
   libsystemd-dev libmosquitto-dev libcmocka-dev zlib1g-dev tzdata
-  mosquitto mosquitto-clients influxdb influxdb-client jq socat openssl bc time
+  mosquitto mosquitto-clients influxdb influxdb-client jq socat openssl bc time curl
 )
 
 missing=()

@@ -1,0 +1,610 @@
+/*
+ * Sink `influx`: InfluxDB over HTTP, line protocol (docs/sinks/influx.md).
+ *
+ * Endpoint styles (specs/smartpix-and-sinks.md §4.4), chosen with api=:
+ *   v1  POST /write?db=&rp=&precision=ms           HTTP Basic username/password
+ *   v2  POST /api/v2/write?org=&bucket=&precision=ms   Authorization: Token …
+ *   v3  POST /api/v3/write_lp?db=&precision=millisecond  Authorization: Bearer …
+ * (v1 spells the precisions n/ms, v2 ns/ms, v3 nanosecond/millisecond; v1.6
+ * silently reads an unknown precision as ns, §4.2, so we never guess.)
+ * 204 (any 2xx) is success.  Credentials travel in headers, never in the
+ * URL, so they cannot leak into a log line.
+ *
+ * A batch (default 5,000 points, the size InfluxDB recommends) is encoded
+ * once into one buffer, remembering where each record's line ends, and
+ * sent gzip-compressed (Content-Encoding: gzip, §4.2).  The outcome:
+ *   2xx                     every record acknowledged;
+ *   400/413/422             something in the batch cannot be written (parse
+ *                           error, field type conflict, beyond retention —
+ *                           §4.2's "partial write" answers).  1.x does not say
+ *                           which point, so the batch is split in halves and
+ *                           retried until the single bad point is isolated;
+ *                           the good ones are acknowledged and the bad one
+ *                           returned as DIA_ERR_PERMANENT with the server's
+ *                           message, which the supervisor dead-letters.
+ *                           Re-sending points a partial write already stored
+ *                           is harmless: same series + time overwrite;
+ *   401/403                 DIA_ERR_AUTH, with what to check;
+ *   404                     DIA_ERR_CONFIG (no such database/bucket, or an
+ *                           api= the server does not speak);
+ *   5xx, 429, no answer     transient: the supervisor backs off and the
+ *                           batch is sent again from the journal cursor.
+ */
+#include <ctype.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "core/driver.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "io/http.h"
+#include "proto/influx_lp/influx_lp.h"
+#include "sink/influx_map.h"
+
+#define INFLUX_DEFAULT_BATCH "5000"
+#define INFLUX_BODY_START    (256u * 1024u)
+#define INFLUX_BODY_MAX      (512u * 1024u * 1024u)
+
+enum influx_api { API_V1 = 1, API_V2, API_V3 };
+
+struct influx_sink {
+    struct dia_http *http;
+    enum influx_api api;
+    enum influx_schema schema;
+    const char *measurement;
+    bool gzip;
+    long timeout_ms;
+    struct dia_http_tls tls;
+    char *write_url;   /* base + path + query (no secret in it) */
+    char *auth_header; /* "Authorization: …" or NULL */
+    char url_for_log[256];
+
+    struct influx_lp lp; /* over body/body_cap */
+    char *body;
+    size_t body_cap;
+    size_t *line_end; /* line_end[i]: body offset after record i's line */
+    size_t line_cap;
+    unsigned char *gz;
+    size_t gz_cap;
+};
+
+static const struct dia_option_spec influx_options[] = {
+    {.name = "api",
+     .type = DIA_OPT_ENUM,
+     .default_value = "v1",
+     .choices = "v1|v2|v3",
+     .help =
+         "endpoint style: v1 (/write, InfluxDB 1.x), v2 (/api/v2/write), v3 (/api/v3/write_lp)"},
+    {.name = "db", .type = DIA_OPT_STRING, .help = "database (v1 and v3)"},
+    {.name = "rp",
+     .type = DIA_OPT_STRING,
+     .help = "retention policy (v1; default: the database's)"},
+    {.name = "username", .type = DIA_OPT_STRING, .help = "user name (v1)"},
+    {.name = "password", .type = DIA_OPT_SECRET, .help = "password (v1)"},
+    {.name = "org", .type = DIA_OPT_STRING, .help = "organization (v2)"},
+    {.name = "bucket", .type = DIA_OPT_STRING, .help = "bucket (v2)"},
+    {.name = "token", .type = DIA_OPT_SECRET, .help = "API token (v2 and v3)"},
+    {.name = "schema",
+     .type = DIA_OPT_ENUM,
+     .default_value = "diabridge",
+     .choices = "diabridge|dexpy",
+     .help = "diabridge: one measurement per kind; dexpy: dexpy's glucose points (cbg, direction)"},
+    {.name = "measurement",
+     .type = DIA_OPT_STRING,
+     .default_value = "bg",
+     .help = "measurement name for schema=dexpy"},
+    {.name = "batch",
+     .type = DIA_OPT_INT,
+     .default_value = INFLUX_DEFAULT_BATCH,
+     .min = 1,
+     .max = 50000,
+     .help = "points per write request"},
+    {.name = "gzip", .type = DIA_OPT_BOOL, .default_value = "1", .help = "compress requests"},
+    {.name = "timeout",
+     .type = DIA_OPT_DURATION,
+     .default_value = "30s",
+     .min = 1,
+     .max = 600,
+     .help = "time allowed for one write request"},
+    {.name = "insecure",
+     .type = DIA_OPT_BOOL,
+     .default_value = "0",
+     .help = "do not verify the server's TLS certificate (self-signed set-ups only)"},
+    {.name = "ca-file",
+     .type = DIA_OPT_STRING,
+     .help = "PEM file of the CA that signed the server"},
+    {.name = "cert-file", .type = DIA_OPT_STRING, .help = "client certificate (PEM)"},
+    {.name = "key-file", .type = DIA_OPT_STRING, .help = "client certificate key (PEM)"},
+    {0},
+};
+
+/* ---- URL building ---------------------------------------------------------- */
+
+struct text {
+    char *s;
+    size_t len, cap;
+    bool oom;
+};
+
+static void text_add(struct text *t, const char *s, size_t n)
+{
+    if (t->oom)
+        return;
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 256;
+        while (cap < t->len + n + 1)
+            cap *= 2;
+        char *ns = realloc(t->s, cap);
+        if (!ns) {
+            t->oom = true;
+            return;
+        }
+        t->s = ns;
+        t->cap = cap;
+    }
+    memcpy(t->s + t->len, s, n);
+    t->len += n;
+    t->s[t->len] = '\0';
+}
+
+static void text_str(struct text *t, const char *s)
+{
+    text_add(t, s, strlen(s));
+}
+
+/* &key=percent-encoded-value (RFC 3986 unreserved characters kept) */
+static void text_query(struct text *t, const char *key, const char *value)
+{
+    if (!value || !value[0])
+        return;
+    text_str(t, strchr(t->s ? t->s : "", '?') ? "&" : "?");
+    text_str(t, key);
+    text_add(t, "=", 1);
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (isalnum(*p) || strchr("-._~", *p)) {
+            text_add(t, (const char *)p, 1);
+        } else {
+            char esc[4];
+            snprintf(esc, sizeof esc, "%%%02X", *p);
+            text_add(t, esc, 3);
+        }
+    }
+}
+
+/* The server's base URL from the target: http(s)://host[:port][/prefix].
+ * `influx://` (DESIGN §8's example) means http, `influxs://` https. */
+static int base_url(struct dia_instance *in, struct text *t)
+{
+    const char *target = in->opts->target;
+    if (!target || !target[0]) {
+        dia_instance_error(in, "no server given; write influx+http://HOST:8086,db=NAME");
+        return DIA_ERR_CONFIG;
+    }
+    const char *rest;
+    if (strncmp(target, "http://", 7) == 0 || strncmp(target, "https://", 8) == 0) {
+        rest = NULL;
+        text_str(t, target);
+    } else if (strncmp(target, "influx://", 9) == 0) {
+        rest = target + 9;
+        text_str(t, "http://");
+    } else if (strncmp(target, "influxs://", 10) == 0) {
+        rest = target + 10;
+        text_str(t, "https://");
+    } else {
+        dia_instance_error(in, "the server \"%s\" is not an http:// or https:// URL", target);
+        return DIA_ERR_CONFIG;
+    }
+    if (rest)
+        text_str(t, rest);
+    if (t->oom)
+        return DIA_ERR_NOMEM;
+    while (t->len > 0 && t->s[t->len - 1] == '/')
+        t->s[--t->len] = '\0';
+    if (strpbrk(t->s, "?#")) {
+        dia_instance_error(in, "the server URL must not contain ? or #; give db= etc. as options");
+        return DIA_ERR_CONFIG;
+    }
+    return DIA_OK;
+}
+
+static const char *opt(struct dia_instance *in, const char *key)
+{
+    const char *v = dia_opt_str(in->opts, key, NULL);
+    return v && v[0] ? v : NULL;
+}
+
+static int build_endpoint(struct dia_instance *in, struct influx_sink *s)
+{
+    struct text url = {0};
+    int rc = base_url(in, &url);
+    if (rc != DIA_OK) {
+        free(url.s);
+        return rc;
+    }
+    bool ns = s->schema == INFLUX_SCHEMA_DEXPY;
+    const char *db = opt(in, "db"), *token = opt(in, "token");
+    char auth[1024] = "";
+    switch (s->api) {
+    case API_V1: {
+        if (!db) {
+            dia_instance_error(in, "api=v1 needs db=DATABASE");
+            rc = DIA_ERR_CONFIG;
+            break;
+        }
+        text_str(&url, "/write");
+        text_query(&url, "db", db);
+        text_query(&url, "rp", opt(in, "rp"));
+        text_query(&url, "precision", ns ? "n" : "ms");
+        const char *user = opt(in, "username"), *pw = opt(in, "password");
+        if (user || pw) {
+            /* HTTP Basic (§4.2: verified on 1.6.7), so the password is not in the URL */
+            char plain[512], b64[700];
+            int n = snprintf(plain, sizeof plain, "%s:%s", user ? user : "", pw ? pw : "");
+            if (n < 0 || (size_t)n >= sizeof plain) {
+                dia_instance_error(in, "username and password are too long");
+                rc = DIA_ERR_CONFIG;
+                break;
+            }
+            EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)plain, n);
+            snprintf(auth, sizeof auth, "Authorization: Basic %s", b64);
+            memset(plain, 0, sizeof plain);
+        }
+        break;
+    }
+    case API_V2: {
+        const char *org = opt(in, "org"), *bucket = opt(in, "bucket");
+        if (!org || !bucket || !token) {
+            dia_instance_error(in, "api=v2 needs org=, bucket= and token= (or token-file=)");
+            rc = DIA_ERR_CONFIG;
+            break;
+        }
+        text_str(&url, "/api/v2/write");
+        text_query(&url, "org", org);
+        text_query(&url, "bucket", bucket);
+        text_query(&url, "precision", ns ? "ns" : "ms");
+        snprintf(auth, sizeof auth, "Authorization: Token %s", token);
+        break;
+    }
+    case API_V3:
+        if (!db || !token) {
+            dia_instance_error(in, "api=v3 needs db= and token= (or token-file=)");
+            rc = DIA_ERR_CONFIG;
+            break;
+        }
+        text_str(&url, "/api/v3/write_lp");
+        text_query(&url, "db", db);
+        text_query(&url, "precision", ns ? "nanosecond" : "millisecond");
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        break;
+    }
+    if (rc == DIA_OK && url.oom)
+        rc = DIA_ERR_NOMEM;
+    if (rc == DIA_OK && auth[0] && !(s->auth_header = strdup(auth)))
+        rc = DIA_ERR_NOMEM;
+    memset(auth, 0, sizeof auth);
+    if (rc != DIA_OK) {
+        free(url.s);
+        return rc;
+    }
+    s->write_url = url.s;
+    dia_http_url_for_log(s->write_url, s->url_for_log, sizeof s->url_for_log);
+    return DIA_OK;
+}
+
+/* ---- open / close ------------------------------------------------------------ */
+
+static void influx_close(struct dia_instance *in)
+{
+    struct influx_sink *s = in->priv;
+    if (!s)
+        return;
+    dia_http_free(s->http);
+    free(s->write_url);
+    if (s->auth_header) {
+        memset(s->auth_header, 0, strlen(s->auth_header));
+        free(s->auth_header);
+    }
+    free(s->body);
+    free(s->line_end);
+    free(s->gz);
+    free(s);
+    in->priv = NULL;
+}
+
+static int influx_open(struct dia_instance *in)
+{
+    struct influx_sink *s = calloc(1, sizeof *s);
+    if (!s)
+        return DIA_ERR_NOMEM;
+    in->priv = s;
+    const char *api = dia_opt_str(in->opts, "api", "v1");
+    s->api = strcmp(api, "v3") == 0 ? API_V3 : strcmp(api, "v2") == 0 ? API_V2 : API_V1;
+    s->schema = strcmp(dia_opt_str(in->opts, "schema", "diabridge"), "dexpy") == 0
+                    ? INFLUX_SCHEMA_DEXPY
+                    : INFLUX_SCHEMA_DIABRIDGE;
+    s->measurement = dia_opt_str(in->opts, "measurement", "bg");
+    s->gzip = dia_opt_bool(in->opts, "gzip", true);
+    s->timeout_ms = (long)dia_opt_duration(in->opts, "timeout", 30) * 1000L;
+    s->tls.insecure = dia_opt_bool(in->opts, "insecure", false);
+    s->tls.ca_file = opt(in, "ca-file");
+    s->tls.cert_file = opt(in, "cert-file");
+    s->tls.key_file = opt(in, "key-file");
+    int rc = build_endpoint(in, s);
+    if (rc == DIA_OK)
+        rc = dia_http_new(&s->http);
+    if (rc == DIA_OK) {
+        s->body_cap = INFLUX_BODY_START;
+        s->body = malloc(s->body_cap);
+        if (!s->body)
+            rc = DIA_ERR_NOMEM;
+        else
+            influx_lp_init(&s->lp, s->body, s->body_cap);
+    }
+    if (rc != DIA_OK) {
+        influx_close(in);
+        return rc;
+    }
+    dia_info(in->name, "writing to %s (%s schema%s)", s->url_for_log,
+             s->schema == INFLUX_SCHEMA_DEXPY ? "dexpy" : "diabridge", s->gzip ? ", gzip" : "");
+    return DIA_OK;
+}
+
+/* ---- encoding ---------------------------------------------------------------- */
+
+static int grow_body(struct influx_sink *s)
+{
+    if (s->body_cap >= INFLUX_BODY_MAX)
+        return DIA_ERR_NOMEM;
+    size_t cap = s->body_cap * 2;
+    char *nb = realloc(s->body, cap);
+    if (!nb)
+        return DIA_ERR_NOMEM;
+    size_t len = s->lp.len;
+    s->body = nb;
+    s->body_cap = cap;
+    influx_lp_init(&s->lp, s->body, s->body_cap);
+    s->lp.len = s->lp.line_start = len;
+    return DIA_OK;
+}
+
+/* Encode recs[0..n) into the body.  *n_ok receives how many encoded; when a
+ * record cannot be written at all, DIA_ERR_PERMANENT is returned with the
+ * reason, and *n_ok is its index. */
+static int encode_batch(struct dia_instance *in, struct influx_sink *s,
+                        const struct dia_record *recs, size_t n, size_t *n_ok)
+{
+    if (n > s->line_cap) {
+        size_t *nl = realloc(s->line_end, n * sizeof *nl);
+        if (!nl)
+            return DIA_ERR_NOMEM;
+        s->line_end = nl;
+        s->line_cap = n;
+    }
+    influx_lp_reset(&s->lp);
+    for (size_t i = 0; i < n; i++) {
+        int rc;
+        while ((rc = influx_map_record(&s->lp, &recs[i], s->schema, s->measurement)) ==
+               DIA_ERR_TRUNCATED) {
+            if (grow_body(s) != DIA_OK)
+                return DIA_ERR_NOMEM;
+        }
+        if (rc < 0) {
+            *n_ok = i;
+            dia_instance_error(in,
+                               "%s record %s cannot be written as an InfluxDB point (it has no "
+                               "value InfluxDB can store)",
+                               dia_kind_name(recs[i].kind), recs[i].key);
+            return DIA_ERR_PERMANENT;
+        }
+        s->line_end[i] = s->lp.len;
+    }
+    *n_ok = n;
+    return DIA_OK;
+}
+
+static int gzip_range(struct influx_sink *s, const char *data, size_t len, size_t *out_len)
+{
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    /* windowBits 15 + 16: a gzip wrapper, as Content-Encoding: gzip requires */
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return DIA_ERR_NOMEM;
+    size_t bound = deflateBound(&z, (uLong)len) + 32;
+    if (bound > s->gz_cap) {
+        unsigned char *ng = realloc(s->gz, bound);
+        if (!ng) {
+            deflateEnd(&z);
+            return DIA_ERR_NOMEM;
+        }
+        s->gz = ng;
+        s->gz_cap = bound;
+    }
+    z.next_in = (Bytef *)data;
+    z.avail_in = (uInt)len;
+    z.next_out = s->gz;
+    z.avail_out = (uInt)s->gz_cap;
+    int zr = deflate(&z, Z_FINISH);
+    *out_len = z.total_out;
+    deflateEnd(&z);
+    return zr == Z_STREAM_END ? DIA_OK : DIA_ERR_NOMEM;
+}
+
+/* ---- the write request ---------------------------------------------------------- */
+
+/* The server's own words: {"error": …} (1.x, 3.x) or {"message": …} (2.x). */
+static void server_message(const struct dia_http_response *res, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    if (res->body && res->body_len) {
+        json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
+        const char *m = NULL;
+        if (j) {
+            m = json_string_value(json_object_get(j, "error"));
+            if (!m)
+                m = json_string_value(json_object_get(j, "message"));
+            if (m)
+                snprintf(buf, len, "%s", m);
+            json_decref(j);
+        }
+        if (!m)
+            snprintf(buf, len, "%.*s", (int)(res->body_len < 300 ? res->body_len : 300), res->body);
+    }
+    /* one line, printable: it goes into logs and the status table */
+    for (char *p = buf; *p; p++) {
+        if ((unsigned char)*p < 0x20)
+            *p = ' ';
+    }
+    size_t n = strlen(buf);
+    while (n > 0 && buf[n - 1] == ' ')
+        buf[--n] = '\0';
+    if (!buf[0])
+        snprintf(buf, len, "no explanation given");
+}
+
+enum { WRITE_SPLIT = 1 }; /* the batch holds a point the server will not take */
+
+static int post(struct dia_instance *in, struct influx_sink *s, const char *data, size_t len)
+{
+    const char *headers[4];
+    size_t nh = 0;
+    headers[nh++] = "Content-Type: text/plain; charset=utf-8";
+    if (s->gzip)
+        headers[nh++] = "Content-Encoding: gzip";
+    if (s->auth_header)
+        headers[nh++] = s->auth_header;
+    headers[nh] = NULL;
+    const void *body = data;
+    size_t body_len = len;
+    if (s->gzip) {
+        int zrc = gzip_range(s, data, len, &body_len);
+        if (zrc != DIA_OK)
+            return zrc;
+        body = s->gz;
+    }
+    struct dia_http_request req = {
+        .method = "POST",
+        .url = s->write_url,
+        .headers = headers,
+        .body = body,
+        .body_len = body_len,
+        .timeout_ms = s->timeout_ms,
+        .tls = s->tls,
+    };
+    struct dia_http_response res = {0};
+    int rc = dia_http_do(s->http, &req, &res);
+    if (rc != DIA_OK) {
+        dia_instance_error(in, "cannot write to InfluxDB at %s: %s", s->url_for_log, res.error);
+        if (rc == DIA_ERR_TIMEOUT)
+            atomic_fetch_add(&in->counters.timeouts, 1);
+        dia_http_response_free(&res);
+        return rc;
+    }
+    long status = res.status;
+    char msg[300];
+    server_message(&res, msg, sizeof msg);
+    dia_http_response_free(&res);
+    if (status >= 200 && status < 300)
+        return DIA_OK;
+    switch (status) {
+    case 400:
+    case 413:
+    case 422:
+        dia_instance_error(in, "InfluxDB refused a point (HTTP %ld): %s", status, msg);
+        return WRITE_SPLIT;
+    case 401:
+        dia_instance_error(in, "InfluxDB at %s refused the credentials (HTTP 401: %s); check %s",
+                           s->url_for_log, msg,
+                           s->api == API_V1 ? "username and password" : "the token");
+        return DIA_ERR_AUTH;
+    case 403:
+        dia_instance_error(in,
+                           "InfluxDB at %s does not allow this user to write (HTTP 403: %s); "
+                           "grant write access (GRANT WRITE ON <db> TO <user>) or use another "
+                           "account",
+                           s->url_for_log, msg);
+        return DIA_ERR_AUTH;
+    case 404:
+        dia_instance_error(in,
+                           "InfluxDB at %s answered 404 (%s): create the database or bucket, "
+                           "or check db=/bucket= and api= (v1 for InfluxDB 1.x)",
+                           s->url_for_log, msg);
+        return DIA_ERR_CONFIG;
+    default:
+        break;
+    }
+    rc = dia_http_status_class(status);
+    dia_instance_error(in, "InfluxDB at %s answered HTTP %ld: %s", s->url_for_log, status, msg);
+    /* a 1.x "retention policy not found" and the like: a setting, not a point */
+    if (rc == DIA_ERR_PERMANENT)
+        rc = DIA_ERR_CONFIG;
+    return rc;
+}
+
+/* Send the lines of recs[lo..hi).  On failure *acked is where it stopped. */
+static int send_range(struct dia_instance *in, struct influx_sink *s, size_t lo, size_t hi,
+                      size_t *acked)
+{
+    size_t from = lo == 0 ? 0 : s->line_end[lo - 1];
+    size_t to = s->line_end[hi - 1];
+    if (to == from) { /* nothing this schema writes */
+        *acked = hi;
+        return DIA_OK;
+    }
+    int rc = post(in, s, s->body + from, to - from);
+    if (rc == DIA_OK) {
+        *acked = hi;
+        return DIA_OK;
+    }
+    if (rc != WRITE_SPLIT) {
+        *acked = lo;
+        return rc;
+    }
+    if (hi - lo == 1) {
+        *acked = lo;
+        return DIA_ERR_PERMANENT; /* last_error holds the server's message */
+    }
+    size_t mid = lo + (hi - lo) / 2;
+    rc = send_range(in, s, lo, mid, acked);
+    if (rc != DIA_OK)
+        return rc;
+    return send_range(in, s, mid, hi, acked);
+}
+
+static int influx_send(struct dia_instance *in, const struct dia_record *recs, size_t n,
+                       size_t *acked)
+{
+    struct influx_sink *s = in->priv;
+    *acked = 0;
+    size_t n_ok = 0;
+    int enc = encode_batch(in, s, recs, n, &n_ok);
+    if (enc == DIA_ERR_NOMEM)
+        return enc;
+    if (n_ok > 0) {
+        int rc = send_range(in, s, 0, n_ok, acked);
+        if (rc != DIA_OK)
+            return rc;
+    }
+    if (enc != DIA_OK) {
+        *acked = n_ok;
+        /* encode_batch's message was overwritten only if a send failed */
+        dia_instance_error(in, "%s record %s cannot be written as an InfluxDB point",
+                           dia_kind_name(recs[n_ok].kind), recs[n_ok].key);
+        return enc;
+    }
+    return DIA_OK;
+}
+
+const struct dia_sink_driver dia_sink_influx = {
+    .name = "influx",
+    .description = "InfluxDB 1.x/2.x/3.x over HTTP (line protocol, gzip, batches)",
+    .target_help = "http(s)://HOST:PORT of the server, e.g. influx+http://localhost:8086",
+    .options = influx_options,
+    .default_batch = 5000,
+    .open = influx_open,
+    .send = influx_send,
+    .close = influx_close,
+};
