@@ -9,11 +9,12 @@
 #include "sim/sim.h"
 
 /* One row per simulator. */
+extern const struct dia_simulator dia_sim_nightscout;
 extern const struct dia_simulator dia_sim_dexcom_receiver;
 extern const struct dia_simulator dia_sim_share_server;
 
-static const struct dia_simulator *const simulators[] = {&dia_sim_dexcom_receiver,
-                                                         &dia_sim_share_server, NULL};
+static const struct dia_simulator *const simulators[] = {
+    &dia_sim_nightscout, &dia_sim_dexcom_receiver, &dia_sim_share_server, NULL};
 
 static void usage(FILE *out)
 {

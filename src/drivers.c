@@ -8,7 +8,7 @@
 #include "core/driver.h"
 
 #define DIA_SOURCE_LIST(X) X(sim) X(dexcom_usb) X(dexcom_share)
-#define DIA_SINK_LIST(X)   X(jsonl) X(influx) X(mqtt)
+#define DIA_SINK_LIST(X)   X(jsonl) X(influx) X(mqtt) X(nightscout)
 
 #define DECLARE_SOURCE(id) extern const struct dia_source_driver dia_source_##id;
 #define DECLARE_SINK(id)   extern const struct dia_sink_driver dia_sink_##id;

@@ -149,12 +149,14 @@ static int visit(const struct dia_record *r, bool published, void *arg)
         csv_row(r, published);
         break;
     case FMT_NIGHTSCOUT: {
-        enum dia_ns_collection c;
-        json_t *doc = dia_ns_document(r, &c);
-        if (doc && c != DIA_NS_NONE)
-            json_array_append_new(x->ns[c], doc);
-        else
-            json_decref(doc);
+        struct dia_ns_doc docs[DIA_NS_MAX_DOCS];
+        int n = dia_ns_documents(r, docs);
+        if (n < 0)
+            return n;
+        for (int i = 0; i < n; i++) {
+            json_array_append(x->ns[docs[i].coll], docs[i].doc);
+        }
+        dia_ns_docs_free(docs, n);
         break;
     }
     }
@@ -249,7 +251,7 @@ int dia_verb_export(int argc, char **argv)
         json_t *o = json_object();
         for (int i = DIA_NS_ENTRIES; i <= DIA_NS_DEVICESTATUS; i++)
             json_object_set(o, dia_ns_collection_name(i), x.ns[i]);
-        json_dumpf(o, stdout, JSON_INDENT(1));
+        json_dumpf(o, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(10));
         putchar('\n');
         json_decref(o);
     }

@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Nightscout sink (issue #5) against the fake Nightscout (`diabridge-sim
+# nightscout`, which dedups exactly as cgm-remote-monitor 15.0.7 does):
+#   - every record kind arrives with the documented fields (API v1 and v3),
+#     and re-sending everything creates no duplicate;
+#   - outage: server not there at start, then dropping connections and
+#     answering 500 mid-run → every record present once;
+#   - crash: SIGKILL mid-batch, restart → none missing, none duplicated;
+#   - wrong secret → nothing lost, reported in status; fixed → all arrives;
+#   - a refused record is isolated and dead-lettered, a too-large batch split;
+#   - a 90-day backlog is delivered.
+# With NS_TEST_URL and NS_TEST_API_SECRET set, a smoke test also runs against
+# that real Nightscout (skipped otherwise).
+source "$(dirname "$0")/lib.bash"
+
+SIM="$BUILD/diabridge-sim"
+SECRET='correct horse battery staple'
+TOKEN='diabridgeup-0123456789abcdef'
+export TZ=Europe/Berlin # a non-zero UTC offset, to see utcOffset travel
+
+# start_ns NAME [options…]: a fake Nightscout; sets NS_URL and NS_PID.
+start_ns() {
+  local name=$1
+  shift
+  "$SIM" nightscout --api-secret "$SECRET" --token "$TOKEN" --auth-fail-delay-ms 200 "$@" \
+    >"$WORK/$name.url" 2>"$WORK/$name.err" &
+  NS_PID=$!
+  PIDS+=("$NS_PID")
+  wait_for "[ -s '$WORK/$name.url' ]" 10 || fail "fake Nightscout $name did not start"
+  NS_URL=$(head -1 "$WORK/$name.url")
+}
+
+stop_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# The identifiers export says the journal should produce, per collection.
+expected_ids() { # journal collection
+  "$DIABRIDGE" export --journal "$1" --format nightscout | jq -r ".$2[].identifier" | sort
+}
+server_ids() { # url collection
+  curl -sf "$1/_sim/dump/$2" | jq -r '.[].identifier' | sort
+}
+n_stored() { curl -sf "$1/_sim/stats" | jq -r ".$2"; }
+
+# Every record the journal holds is in Nightscout exactly once (by identifier,
+# which is unique per record and collection).
+check_once() { # journal url label
+  local j=$1 url=$2 label=$3 c
+  for c in entries treatments devicestatus; do
+    expected_ids "$j" $c >"$WORK/exp.$c"
+    server_ids "$url" $c >"$WORK/got.$c"
+    local want got dups
+    want=$(wc -l <"$WORK/exp.$c")
+    got=$(wc -l <"$WORK/got.$c")
+    dups=$(uniq -d "$WORK/got.$c" | wc -l)
+    [ "$dups" -eq 0 ] || fail "$label: $dups $c stored more than once"
+    [ "$got" -eq "$want" ] || fail "$label: $got $c stored, journal has $want"
+    cmp -s "$WORK/exp.$c" "$WORK/got.$c" || fail "$label: $c differ from the journal"
+  done
+}
+
+# All of it there?  (quiet version of check_once for wait_for; the journal
+# must not change meanwhile)
+all_there() { # journal url
+  local c
+  [ -s "$WORK/want.$(basename "$1")" ] ||
+    for c in entries treatments devicestatus; do expected_ids "$1" $c | wc -l; done \
+      >"$WORK/want.$(basename "$1")"
+  [ "$(for c in entries treatments devicestatus; do n_stored "$2" $c; done)" = \
+    "$(cat "$WORK/want.$(basename "$1")")" ]
+}
+
+caught_up() { # journal sink-name
+  local last cursor
+  last=$(sqlite3 "$1" "SELECT coalesce(max(seq),0) FROM records WHERE published=1" 2>/dev/null) || return 1
+  cursor=$(sqlite3 "$1" "SELECT coalesce(max(last_seq),0) FROM sink_cursor WHERE sink='$2'" 2>/dev/null) || return 1
+  [ "$last" -gt 0 ] && [ "$cursor" -ge "$last" ]
+}
+
+# deliver JOURNAL SINKSPEC: run the daemon with the sink alone until it has
+# delivered everything in the journal, then stop it.
+deliver() {
+  "$DIABRIDGE" run --journal "$1" --log-level warning --sink "$2" 2>>"$WORK/deliver.log" &
+  local pid=$!
+  PIDS+=("$pid")
+  wait_for "caught_up '$1' nightscout" 60 || fail "sink did not catch up: $(tail -3 "$WORK/deliver.log")"
+  stop_pid "$pid"
+}
+
+# --- 1. every record kind, with the documented fields (API v1) ----------------
+start_ns kinds
+KINDS_URL=$NS_URL
+J1="$WORK/kinds.db"
+"$DIABRIDGE" run --journal "$J1" --log-level warning --source "sim,seed=4,history=12d" \
+  --sink "nightscout+$KINDS_URL,api-secret=$SECRET" 2>"$WORK/kinds.log" &
+d=$!
+PIDS+=("$d")
+wait_for "caught_up '$J1' nightscout" 60 || fail "kinds: not delivered: $(tail -3 "$WORK/kinds.log")"
+stop_pid $d
+check_once "$J1" "$KINDS_URL" "v1"
+"$DIABRIDGE" export --journal "$J1" | jq -r .kind | sort -u | tr '\n' ' ' >"$WORK/kinds.txt"
+for k in glucose meter bolus carbs basal event status calibration; do
+  grep -qw $k "$WORK/kinds.txt" || fail "the sim produced no $k records in 12 days"
+done
+E=$(curl -sf "$KINDS_URL/_sim/dump/entries")
+T=$(curl -sf "$KINDS_URL/_sim/dump/treatments")
+DS=$(curl -sf "$KINDS_URL/_sim/dump/devicestatus")
+echo "$E" | jq -e '[.[] | select(.type=="sgv")] | length > 3000 and all(
+    (.sgv|type)=="number" and (.date|type)=="number" and (.dateString|type)=="string" and
+    (.sysTime|type)=="string" and (.trend|type)=="number" and (.direction|type)=="string" and
+    (.noise|type)=="number" and (.filtered|type)=="number" and (.unfiltered|type)=="number" and
+    (.rssi|type)=="number" and (.device=="sim:SIM4") and (.utcOffset==60 or .utcOffset==120))' \
+  >/dev/null || fail "sgv entries lack documented fields"
+# date and dateString name the same instant (the server rewrote dateString to UTC)
+echo "$E" | jq -e 'all(((.dateString | sub("\\.[0-9]+Z$"; "Z") | fromdateiso8601) * 1000) == .date)' \
+  >/dev/null || fail "date and dateString disagree"
+echo "$E" | jq -e '[.[] | .direction // empty] | all(IN("NONE","DoubleUp","SingleUp",
+    "FortyFiveUp","Flat","FortyFiveDown","SingleDown","DoubleDown","NOT COMPUTABLE",
+    "RATE OUT OF RANGE"))' >/dev/null || fail "direction names are not Nightscout's"
+echo "$E" | jq -e '[.[] | select(.type=="mbg")] | length > 0 and all((.mbg|type)=="number")' \
+  >/dev/null || fail "mbg entries"
+echo "$E" | jq -e '[.[] | select(.type=="cal")] | length > 0 and
+    all((.slope|type)=="number" and (.intercept|type)=="number" and (.scale|type)=="number")' \
+  >/dev/null || fail "cal entries"
+echo "$T" | jq -e 'all((.eventType|type)=="string" and (.created_at|test("Z$")))' >/dev/null ||
+  fail "treatments without eventType/created_at"
+n_meter=$("$DIABRIDGE" export --journal "$J1" | jq -s '[.[] | select(.kind=="meter")] | length')
+echo "$T" | jq -e --argjson n "$n_meter" '[.[] | select(.eventType=="BG Check" and .glucose>0
+    and .glucoseType=="Finger")] | length == $n' >/dev/null || fail "BG Check per meter reading"
+echo "$T" | jq -e '[.[] | select(.eventType=="Meal Bolus")] | length > 0 and
+    all(.insulin>0 and .carbs>0)' >/dev/null || fail "Meal Bolus"
+echo "$T" | jq -e '[.[] | select(.eventType=="Carb Correction")] | length > 0 and all(.carbs>0)' \
+  >/dev/null || fail "Carb Correction"
+echo "$T" | jq -e '[.[] | select(.eventType=="Temp Basal")] | length > 0 and
+    all((.absolute|type)=="number" and .duration>0)' >/dev/null || fail "Temp Basal"
+for et in "Sensor Start" "Sensor Stop" "Exercise"; do
+  echo "$T" | jq -e --arg et "$et" 'any(.eventType==$et)' >/dev/null || fail "no $et treatment"
+done
+echo "$DS" | jq -e 'length > 0 and all(.device=="sim:SIM4" and (.created_at|type)=="string" and
+    (.pump.battery.percent|type)=="number")' >/dev/null || fail "devicestatus"
+pass "v1: every record kind arrived once with its documented fields ($(echo "$E" | jq length) entries, $(echo "$T" | jq length) treatments, $(echo "$DS" | jq length) devicestatus)"
+
+# Re-sending everything (cursor reset, as after a lost acknowledgement)
+# changes nothing: the server's dedup and our devicestatus check absorb it.
+posts_before=$(n_stored "$KINDS_URL" posts)
+sqlite3 "$J1" "UPDATE sink_cursor SET last_seq=0 WHERE sink='nightscout'"
+deliver "$J1" "nightscout+$KINDS_URL,api-secret=$SECRET,batch=300"
+[ "$(n_stored "$KINDS_URL" posts)" -gt "$posts_before" ] || fail "nothing was re-sent"
+check_once "$J1" "$KINDS_URL" "v1 re-send"
+pass "v1: re-sending everything created no duplicate"
+
+# --- 2. API v3 with an access token ------------------------------------------
+start_ns v3 --jwt-lifetime 3600
+V3_URL=$NS_URL
+# same journal, same sink name: start its cursor from the beginning again
+sqlite3 "$J1" "UPDATE sink_cursor SET last_seq=0 WHERE sink='nightscout'"
+"$DIABRIDGE" run --journal "$J1" --log-level warning \
+  --sink "nightscout+$V3_URL,token=$TOKEN,api=v3" 2>"$WORK/v3.log" &
+d=$!
+PIDS+=("$d")
+wait_for "all_there '$J1' '$V3_URL'" 60 || fail "v3: not delivered: $(tail -3 "$WORK/v3.log")"
+stop_pid $d
+check_once "$J1" "$V3_URL" "v3"
+curl -sf "$V3_URL/_sim/dump/treatments" | jq -e 'all(.app=="diabridge" and (.date|type)=="number"
+    and (.utcOffset|type)=="number" and (.srvCreated|type)=="number")' >/dev/null ||
+  fail "v3 documents lack date/app/utcOffset"
+# identifiers are Nightscout's own computation for treatments: device_date_eventType
+curl -sf "$V3_URL/_sim/dump/treatments" | jq -r '.[0] | "\(.device) \(.date) \(.eventType) \(.identifier)"' \
+  >"$WORK/v3.one"
+read -r dev date _ <"$WORK/v3.one"
+et=$(cut -d' ' -f3- "$WORK/v3.one" | sed 's/ [^ ]*$//')
+want=$(python3 -c "import uuid,sys; print(uuid.uuid5(uuid.UUID(bytes=b'NightscoutRocks!'), sys.argv[1]))" \
+  "${dev}_${date}_${et}")
+[ "$want" = "$(awk '{print $NF}' "$WORK/v3.one")" ] || fail "v3 identifier is not UUIDv5(NightscoutRocks!)"
+sqlite3 "$J1" "UPDATE sink_cursor SET last_seq=0 WHERE sink='nightscout'"
+deliver "$J1" "nightscout+$V3_URL,token=$TOKEN,api=v3"
+check_once "$J1" "$V3_URL" "v3 re-send"
+pass "v3: every record once, identifiers as Nightscout computes them, re-send deduplicated"
+
+# --- 3. outage: down at start, connections dropped and 500s mid-run ---------
+start_ns probe
+OUT_URL=$NS_URL
+port=${OUT_URL##*:}
+stop_pid "$NS_PID" # nothing listens there now: connection refused
+J3="$WORK/outage.db"
+"$DIABRIDGE" run --journal "$J3" --log-level info --source "sim,seed=6,history=2d,speed=300" \
+  --sink "nightscout+$OUT_URL,api-secret=$SECRET,batch=100" 2>"$WORK/outage.log" &
+d=$!
+PIDS+=("$d")
+wait_for "grep -q 'sending failed' '$WORK/outage.log'" 30 || fail "outage: no failure while down"
+start_ns outage --port "$port"
+[ "$NS_URL" = "$OUT_URL" ] || fail "could not restart the fake Nightscout on port $port"
+wait_for "[ \$(n_stored '$OUT_URL' entries) -gt 500 ]" 60 || fail "outage: nothing after the server came up"
+curl -sf "$OUT_URL/_sim/fault?mode=down&count=2" >/dev/null
+wait_for "[ \$(curl -sf '$OUT_URL/_sim/fault' | jq -r .mode) = none ]" 60 || fail "outage: sink never retried while down"
+curl -sf "$OUT_URL/_sim/fault?mode=500&count=2" >/dev/null
+wait_for "[ \$(curl -sf '$OUT_URL/_sim/fault' | jq -r .mode) = none ]" 60 || fail "outage: 500s not retried"
+stop_pid $d
+deliver "$J3" "nightscout+$OUT_URL,api-secret=$SECRET"
+check_once "$J3" "$OUT_URL" "outage"
+grep -q "Server returned nothing\|Connection refused\|Couldn't connect\|HTTP 500" "$WORK/outage.log" ||
+  fail "outage: the failures were not logged"
+pass "outage: refused, dropped and 500 → every record present once"
+
+# --- 4. crash: SIGKILL mid-batch, restart ------------------------------------
+start_ns crash
+CRASH_URL=$NS_URL
+J4="$WORK/crash.db"
+for i in $(seq 1 10); do
+  "$DIABRIDGE" run --journal "$J4" --log-level warning \
+    --source "sim,seed=7,speed=3000,history=48h,max-batch=64" \
+    --sink "nightscout+$CRASH_URL,api-secret=$SECRET,batch=25" 2>>"$WORK/crash.log" &
+  pid=$!
+  PIDS+=("$pid")
+  sleep "0.$(printf '%03d' $((RANDOM % 500 + 100)))"
+  kill -9 "$pid" 2>/dev/null || fail "daemon exited before kill $i: $(tail -3 "$WORK/crash.log")"
+  wait "$pid" 2>/dev/null || true
+done
+[ "$(n_stored "$CRASH_URL" posts)" -gt 0 ] || fail "crash: nothing was posted before the kills"
+deliver "$J4" "nightscout+$CRASH_URL,api-secret=$SECRET,batch=25"
+check_once "$J4" "$CRASH_URL" "crash"
+pass "crash: 10 SIGKILLs, nothing missing, nothing duplicated ($(n_stored "$CRASH_URL" posts) posts)"
+
+# --- 5. wrong secret: nothing lost, reported; fixed → everything arrives -----
+start_ns secret
+SEC_URL=$NS_URL
+J5="$WORK/secret.db"
+"$DIABRIDGE" run --journal "$J5" --log-level info --source "sim,seed=8,history=6h" \
+  --sink "nightscout+$SEC_URL,api-secret=not the right secret" 2>"$WORK/secret.log" &
+d=$!
+PIDS+=("$d")
+wait_for "'$DIABRIDGE' status --journal '$J5' 2>/dev/null | grep -q 'Nightscout rejected the secret/token'" 30 ||
+  fail "wrong secret not reported in status: $("$DIABRIDGE" status --journal "$J5")"
+grep -q "Nightscout rejected the secret/token" "$WORK/secret.log" || fail "wrong secret not logged"
+grep -q "not the right secret" "$WORK/secret.log" && fail "the secret appears in the log"
+"$DIABRIDGE" status --journal "$J5" | grep -q "not the right secret" && fail "the secret appears in status"
+[ "$(n_stored "$SEC_URL" entries)" -eq 0 ] || fail "entries stored with a wrong secret"
+stop_pid $d
+# the raw secret's SHA-1 given directly also works
+HASH=$(printf '%s' "$SECRET" | sha1sum | cut -d' ' -f1)
+deliver "$J5" "nightscout+$SEC_URL,api-secret=$HASH"
+check_once "$J5" "$SEC_URL" "secret fixed"
+pass "wrong secret: reported, nothing stored or lost; after the fix everything arrived"
+
+# --- 6. a refused record is dead-lettered; a too-large batch is split --------
+start_ns poison --max-body 60000
+POI_URL=$NS_URL
+J6="$WORK/poison.db"
+"$DIABRIDGE" run --journal "$J6" --log-level warning --source "sim,seed=9,history=1d" 2>/dev/null &
+d=$!
+PIDS+=("$d")
+wait_for "[ \$(sqlite3 '$J6' 'SELECT count(*) FROM records' 2>/dev/null || echo 0) -gt 200 ]" 30 ||
+  fail "poison: no records"
+stop_pid $d
+bad=$("$DIABRIDGE" export --journal "$J6" | jq -s -r '[.[] | select(.kind=="glucose")][100].t_utc_ms')
+bad_key=$("$DIABRIDGE" export --journal "$J6" | jq -s -r --argjson t "$bad" \
+  '.[] | select(.kind=="glucose" and .t_utc_ms==$t) | .record_key')
+curl -sf "$POI_URL/_sim/reject?date=$bad" >/dev/null
+deliver "$J6" "nightscout+$POI_URL,api-secret=$SECRET,batch=500"
+[ "$(sqlite3 "$J6" "SELECT count(*) FROM dead_letter WHERE sink='nightscout'")" -eq 1 ] ||
+  fail "poison: expected one dead letter"
+sqlite3 "$J6" "SELECT reason FROM dead_letter" | grep -q "refused" || fail "poison: no reason"
+expected_ids "$J6" entries | wc -l >"$WORK/poison.want"
+[ "$(n_stored "$POI_URL" entries)" -eq $(($(cat "$WORK/poison.want") - 1)) ] ||
+  fail "poison: all entries but the refused one should be stored"
+curl -sf "$POI_URL/_sim/dump/entries" | jq -e --arg k "$bad_key" 'all(.diabridge_key != $k)' \
+  >/dev/null || fail "poison: the refused record was stored"
+grep -q "giving up on record" "$WORK/deliver.log" || fail "poison: dead letter not logged"
+[ "$(n_stored "$POI_URL" too_large)" -gt 0 ] || fail "poison: no batch was too large for --max-body"
+pass "a refused record was dead-lettered with its reason; 413 batches were split; the rest arrived"
+
+# --- 7. a 90-day backlog -------------------------------------------------------
+start_ns backlog
+BL_URL=$NS_URL
+J7="$WORK/backlog.db"
+"$DIABRIDGE" run --journal "$J7" --log-level warning --source "sim,seed=10,history=90d" \
+  --sink "nightscout+$BL_URL,api-secret=$SECRET" 2>"$WORK/backlog.log" &
+d=$!
+PIDS+=("$d")
+wait_for "caught_up '$J7' nightscout && [ \$(sqlite3 '$J7' 'SELECT count(*) FROM records') -gt 25000 ]" 300 ||
+  fail "backlog not delivered: $(tail -3 "$WORK/backlog.log")"
+stop_pid $d
+check_once "$J7" "$BL_URL" "backlog"
+pass "90-day backlog: $(n_stored "$BL_URL" entries) entries, $(n_stored "$BL_URL" treatments) treatments in $(n_stored "$BL_URL" posts) posts"
+
+# --- 8. a real Nightscout, when one is given ----------------------------------
+if [ -n "${NS_TEST_URL:-}" ] && [ -n "${NS_TEST_API_SECRET:-}" ]; then
+  J8="$WORK/real.db"
+  seed=$((RANDOM + 1000))
+  "$DIABRIDGE" run --journal "$J8" --log-level warning --source "sim,seed=$seed,history=3h" \
+    --sink "nightscout+$NS_TEST_URL,api-secret=$NS_TEST_API_SECRET" 2>"$WORK/real.log" &
+  d=$!
+  PIDS+=("$d")
+  wait_for "caught_up '$J8' nightscout" 120 || fail "real Nightscout: not delivered: $(tail -3 "$WORK/real.log")"
+  stop_pid $d
+  since=$(($(date +%s) * 1000 - 4 * 3600 * 1000))
+  HASH=$(printf '%s' "$NS_TEST_API_SECRET" | sha1sum | cut -d' ' -f1)
+  got=$(curl -sfg -H "api-secret: $HASH" \
+    "$NS_TEST_URL/api/v1/entries.json?find[device]=sim:SIM$seed&find[date][\$gte]=$since&count=10000" |
+    jq 'map(.identifier) | unique | length')
+  want=$(expected_ids "$J8" entries | wc -l)
+  [ "$got" -eq "$want" ] || fail "real Nightscout holds $got of $want entries"
+  pass "real Nightscout at $NS_TEST_URL: $got entries"
+else
+  echo "skip: NS_TEST_URL / NS_TEST_API_SECRET not set, no real Nightscout smoke test"
+fi
+
+grep -l "AddressSanitizer\|runtime error\|Segmentation" "$WORK"/*.log "$WORK"/*.err 2>/dev/null &&
+  fail "a process crashed"
+echo "1 passed, 0 failed"
