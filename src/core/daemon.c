@@ -529,6 +529,10 @@ static int start_workers(struct daemon *d)
             return DIA_ERR_NOMEM;
         }
         w->started = true;
+        /* "src:sim", "snk:mqtt": visible in top -H, ps -L and /proc */
+        char tname[16];
+        snprintf(tname, sizeof tname, "%s:%.11s", w->is_sink ? "snk" : "src", w->in.name);
+        pthread_setname_np(w->thread, tname);
     }
     return DIA_OK;
 }

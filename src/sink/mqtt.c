@@ -21,9 +21,12 @@
  *                                    again whenever HA announces "online" on
  *                                    <homeassistant>/status (§5.3).
  *
- * Delivery: libmosquitto runs its own network thread (mosquitto_loop_start)
- * so that keep-alive pings flow while the sink is idle — otherwise the
- * broker would drop us and publish "offline" between readings.  send()
+ * Delivery: a network thread of our own runs mosquitto_loop() so that
+ * keep-alive pings flow while the sink is idle — otherwise the broker would
+ * drop us and publish "offline" between readings.  (libmosquitto's
+ * mosquitto_loop_start thread would do, but it wakes every second; ours
+ * sleeps a quarter of the keep-alive, and libmosquitto's internal socket
+ * pair wakes it at once when send() queues a packet.  Issue #7: idle cost.)  send()
  * stays synchronous: it publishes a batch, then waits (timeout=) until the
  * broker acknowledged.  Every publish's message id maps to its record; a
  * record counts as acknowledged when all its messages are (PUBACK for QoS 1,
@@ -42,6 +45,8 @@
 #include <errno.h>
 #include <mosquitto.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +84,9 @@ struct mqtt_device {
 struct mqtt_sink {
     struct mosquitto *mosq;
     bool loop_running;
+    pthread_t net_thread;
+    atomic_bool net_stop;
+    int net_timeout_ms;
     char host[256];
     int port;
     bool tls;
@@ -368,13 +376,36 @@ static void mqtt_close(struct dia_instance *in)
                 pthread_mutex_unlock(&s->lock);
             }
         }
-        mosquitto_disconnect(s->mosq);
+        atomic_store(&s->net_stop, true);
+        mosquitto_disconnect(s->mosq); /* also wakes the network thread */
         if (s->loop_running)
-            mosquitto_loop_stop(s->mosq, false);
+            pthread_join(s->net_thread, NULL);
         mosquitto_destroy(s->mosq);
     }
     free_sink(s);
     in->priv = NULL;
+}
+
+/*
+ * The network thread: what mosquitto_loop_forever does, with a long select
+ * timeout.  On a lost connection it waits a second and reconnects, as
+ * libmosquitto's own loop would; send() meanwhile reports the loss, and the
+ * supervisor decides about this instance.
+ */
+static void *mqtt_network_main(void *arg)
+{
+    struct mqtt_sink *s = arg;
+    pthread_setname_np(pthread_self(), "mqtt:net");
+    while (!atomic_load(&s->net_stop)) {
+        int rc = mosquitto_loop(s->mosq, s->net_timeout_ms, 1);
+        if (rc == MOSQ_ERR_SUCCESS || atomic_load(&s->net_stop))
+            continue;
+        struct timespec pause = {1, 0};
+        nanosleep(&pause, NULL);
+        if (!atomic_load(&s->net_stop))
+            mosquitto_reconnect(s->mosq);
+    }
+    return NULL;
 }
 
 static bool is_auth_refusal(int rc)
@@ -510,6 +541,8 @@ static int mqtt_open(struct dia_instance *in)
     mosquitto_reconnect_delay_set(s->mosq, 1, 30, true);
 
     int keepalive = (int)dia_opt_duration(in->opts, "keepalive", 60);
+    /* packets queued by send() are written by the network thread */
+    mosquitto_threaded_set(s->mosq, true);
     errno = 0;
     int mrc = mosquitto_connect(s->mosq, s->host, s->port, keepalive);
     if (mrc != MOSQ_ERR_SUCCESS) {
@@ -517,7 +550,9 @@ static int mqtt_open(struct dia_instance *in)
         mqtt_close(in);
         return rc;
     }
-    if (mosquitto_loop_start(s->mosq) != MOSQ_ERR_SUCCESS) {
+    s->net_timeout_ms = keepalive > 4 ? keepalive * 1000 / 4 : 1000;
+    atomic_store(&s->net_stop, false);
+    if (pthread_create(&s->net_thread, NULL, mqtt_network_main, s) != 0) {
         dia_instance_error(in, "cannot start the MQTT network thread");
         mqtt_close(in);
         return DIA_ERR_NOMEM;
