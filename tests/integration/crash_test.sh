@@ -32,6 +32,7 @@ pass "$KILLS SIGKILLs"
 "$DIABRIDGE" run --journal "$J" --log-level warning --sink "jsonl:$OUT,batch=25" 2>>"$LOG" &
 pid=$!
 PIDS=("$pid")
+wait_for "daemon_up '$J' $pid" 30 || fail "daemon did not start"
 wait_for "sink_caught_up '$J' jsonl" 60 || fail "sink did not catch up"
 kill -TERM "$pid"
 wait "$pid" || fail "clean shutdown returned $?"

@@ -33,3 +33,10 @@ sink_caught_up() {
   cursor=$(sqlite3 "$journal" "SELECT coalesce(max(last_seq),0) FROM sink_cursor WHERE sink='$sink'")
   [ "$last" -gt 0 ] && [ "$cursor" -ge "$last" ]
 }
+
+# True once the daemon with pid $2 has written its status into journal $1,
+# i.e. it is past start-up and handles SIGTERM as a clean shutdown.
+daemon_up() {
+  [ -s "$1" ] || return 1
+  [ "$(sqlite3 "$1" "SELECT count(*) FROM worker_status WHERE json_extract(json,'$.pid') = $2" 2>/dev/null)" -gt 0 ]
+}
