@@ -13,20 +13,6 @@ for tool in influxd curl sqlite3 jq; do
   command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/bootstrap.sh installs it)"
 done
 
-# A port nobody listens on, below Linux's ephemeral range (32768+) so that
-# no outgoing connection holds it, and never one this test already picked.
-PICKED=" "
-pick_port() { # VAR
-  local p
-  while :; do
-    p=$((10000 + RANDOM % 20000))
-    case "$PICKED" in *" $p "*) continue ;; esac
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-    PICKED="$PICKED$p "
-    printf -v "$1" %s "$p"
-    return
-  done
-}
 
 T="$WORK/influx"
 mkdir -p "$T"

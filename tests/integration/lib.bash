@@ -40,3 +40,18 @@ daemon_up() {
   [ -s "$1" ] || return 1
   [ "$(sqlite3 "$1" "SELECT count(*) FROM worker_status WHERE json_extract(json,'$.pid') = $2" 2>/dev/null)" -gt 0 ]
 }
+
+# A port nobody listens on, below Linux's ephemeral range (32768+) so that
+# no outgoing connection holds it, and never one this test already picked.
+PICKED=" "
+pick_port() { # VAR
+  local p
+  while :; do
+    p=$((10000 + RANDOM % 20000))
+    case "$PICKED" in *" $p "*) continue ;; esac
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+    PICKED="$PICKED$p "
+    printf -v "$1" %s "$p"
+    return
+  done
+}
