@@ -589,7 +589,8 @@ int dia_journal_dead_letter(struct dia_journal *j, const char *sink, int64_t seq
     return err;
 }
 
-/* One-off statements: prepared, bound from a format of ?-types, stepped. */
+/* A one-off statement returning one integer.  Parameters: an optional text
+ * ?1, then (when the SQL has one) an integer after it. */
 static int query_int64(struct dia_journal *j, const char *sql, const char *text_arg,
                        int64_t int_arg, int64_t *out, const char *doing)
 {
@@ -599,7 +600,8 @@ static int query_int64(struct dia_journal *j, const char *sql, const char *text_
         return journal_fail(j, rc, doing);
     if (text_arg)
         sqlite3_bind_text(st, 1, text_arg, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, text_arg ? 2 : 1, int_arg);
+    if (sqlite3_bind_parameter_count(st) > (text_arg ? 1 : 0))
+        sqlite3_bind_int64(st, text_arg ? 2 : 1, int_arg);
     rc = sqlite3_step(st);
     int err = DIA_OK;
     if (rc == SQLITE_ROW)
@@ -625,7 +627,7 @@ int dia_journal_backlog(struct dia_journal *j, const char *sink, int64_t *count)
 int64_t dia_journal_last_seq(struct dia_journal *j)
 {
     int64_t seq = 0;
-    if (query_int64(j, "SELECT coalesce(max(seq), 0) + 0 * ?1 FROM records", NULL, 0, &seq,
+    if (query_int64(j, "SELECT coalesce(max(seq), 0) FROM records", NULL, 0, &seq,
                     "reading the last seq") != DIA_OK)
         return -1;
     return seq;
