@@ -46,7 +46,6 @@
 #include <mosquitto.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,6 +414,29 @@ static bool is_auth_refusal(int rc)
     return rc == 4 || rc == 5 || rc == 0x86 || rc == 0x87;
 }
 
+/*
+ * libmosquitto 2.0 sets up its OpenSSL globals lazily, in the first TLS
+ * connect, without a lock: two TLS sinks connecting at once both create the
+ * global UI method and one copy leaks (seen under LeakSanitizer with two
+ * mqtts:// sinks). Until one TLS connect has got that far, TLS connects take
+ * turns.
+ */
+static pthread_mutex_t tls_first_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool tls_globals_ready;
+
+static int tls_safe_connect(struct mqtt_sink *s, int keepalive)
+{
+    if (!s->tls || atomic_load(&tls_globals_ready))
+        return mosquitto_connect(s->mosq, s->host, s->port, keepalive);
+    pthread_mutex_lock(&tls_first_lock);
+    int mrc = mosquitto_connect(s->mosq, s->host, s->port, keepalive);
+    /* a refused or unresolvable connect fails before the TLS set-up */
+    if (mrc == MOSQ_ERR_SUCCESS || mrc == MOSQ_ERR_TLS)
+        atomic_store(&tls_globals_ready, true);
+    pthread_mutex_unlock(&tls_first_lock);
+    return mrc;
+}
+
 static int setup_tls(struct dia_instance *in, struct mqtt_sink *s)
 {
     const char *ca = dia_opt_str(in->opts, "ca-file", NULL);
@@ -544,7 +566,7 @@ static int mqtt_open(struct dia_instance *in)
     /* packets queued by send() are written by the network thread */
     mosquitto_threaded_set(s->mosq, true);
     errno = 0;
-    int mrc = mosquitto_connect(s->mosq, s->host, s->port, keepalive);
+    int mrc = tls_safe_connect(s, keepalive);
     if (mrc != MOSQ_ERR_SUCCESS) {
         rc = connect_error(in, s, mrc, errno);
         mqtt_close(in);

@@ -7,6 +7,15 @@ WORK=$(mktemp -d /tmp/diabridge-it-XXXXXX)
 PIDS=()
 
 cleanup() {
+  local status=$?
+  # On failure, show what the daemons said: CI keeps only this output.
+  if [ "$status" -ne 0 ]; then
+    for log in "$WORK"/*.log; do
+      [ -s "$log" ] || continue
+      echo "--- last lines of $(basename "$log") ---" >&2
+      tail -n 25 "$log" >&2
+    done
+  fi
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
   if [ "${KEEP_WORK:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
 }
