@@ -5,9 +5,11 @@
 set -euo pipefail
 
 # Build and runtime libraries, test tools, and the real servers the
-# integration tests start (mosquitto, influxd).
+# integration tests start (mosquitto, influxd).  libclang-rt-14-dev holds
+# libFuzzer and the sanitizer runtimes clang links against; Debian installs
+# it only as a recommendation of clang, which --no-install-recommends skips.
 packages=(
-  build-essential cmake pkg-config clang clang-format
+  build-essential cmake pkg-config clang clang-format libclang-rt-14-dev python3
   libsqlite3-dev sqlite3 libjansson-dev libssl-dev libcurl4-openssl-dev
   libsystemd-dev libmosquitto-dev libcmocka-dev zlib1g-dev tzdata
   mosquitto mosquitto-clients influxdb influxdb-client jq socat openssl bc time curl

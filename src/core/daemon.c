@@ -160,6 +160,19 @@ static void set_state(struct worker *w, enum worker_state st, int err)
     state_changed(w->d);
 }
 
+/* Opened, but nothing is proven yet: a lazy driver (the Nightscout sink
+ * connects on its first send) opens fine while its server is down, so only
+ * real work counts as "last ok" and clears the last error. */
+static void mark_started(struct worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    bool changed = w->state != W_RUNNING;
+    w->state = W_RUNNING;
+    pthread_mutex_unlock(&w->lock);
+    if (changed)
+        state_changed(w->d);
+}
+
 static void mark_success(struct worker *w)
 {
     pthread_mutex_lock(&w->lock);
@@ -269,7 +282,7 @@ static void *source_main(void *arg)
             continue;
         }
         dia_info(w->in.name, "started");
-        mark_success(w);
+        mark_started(w);
         while (!atomic_load(&w->d->stop)) {
             dia_batch_clear(&batch);
             int64_t next_ms = dia_now_ms() + 60000;
@@ -337,7 +350,7 @@ static void *sink_main(void *arg)
             continue;
         }
         dia_info(w->in.name, "started; delivering records after seq %lld", (long long)cursor);
-        mark_success(w);
+        mark_started(w);
         uint64_t seen = 0;
         while (!atomic_load(&w->d->stop)) {
             /* Take the hub version before reading, so a commit between the
