@@ -144,6 +144,32 @@ set -e
 ! grep -q "hunter2-inline\|s3cr3t-pw-file" "$WORK/err" || fail "a secret was printed: $(cat "$WORK/err")"
 pass "no secret in any output"
 
+# --- SIGTERM while a batch is on the wire: it is finished, not dropped --------
+# The fake Nightscout stores each batch at once but answers only after 3 s, so
+# the SIGTERM below lands while the sink waits for that answer.  A clean stop
+# waits for it and records the delivery; dropping the batch would leave the
+# cursor at 0 and send everything again on the next start.
+"$BUILD/diabridge-sim" nightscout --api-secret "term-secret-123" --fault slow --slow-ms 3000 \
+  >"$WORK/ns.url" 2>"$WORK/ns.err" &
+PIDS+=($!)
+wait_for "[ -s '$WORK/ns.url' ]" 10 || fail "fake Nightscout did not start"
+ns=$(head -1 "$WORK/ns.url")
+JT="$WORK/term.db"
+"$DIABRIDGE" run --journal "$JT" --source "sim,seed=8,speed=600,history=2h" \
+  --sink "nightscout+$ns,name=ns,api-secret=term-secret-123,batch=500" 2>"$WORK/term.log" &
+d=$!
+PIDS+=($d)
+wait_for "[ \$(curl -sf '$ns/_sim/stats' | jq .posts) -ge 1 ]" 30 || fail "no batch was posted"
+kill -TERM $d
+wait $d || fail "SIGTERM with a batch in flight: exit status $?"
+stored=$(curl -sf "$ns/_sim/stats" | jq '.entries + .treatments')
+cursor=$(sqlite3 "$JT" "SELECT coalesce(max(last_seq),0) FROM sink_cursor WHERE sink='ns'")
+[ "$stored" -gt 0 ] || fail "the server stored nothing"
+[ "$cursor" -gt 0 ] || fail "the batch in flight was dropped at SIGTERM: cursor 0, server has $stored"
+left=$(sqlite3 "$JT" "SELECT count(*) FROM records WHERE published=1 AND seq>$cursor")
+grep -q "stopped" "$WORK/term.log" || fail "no clean stop: $(tail -3 "$WORK/term.log")"
+pass "SIGTERM finishes the batch in flight (cursor $cursor, $left records left for the next start)"
+
 # --- a damaged journal: clear message, exit 78 (no restart loop), no crash ----
 head -c 20000 /dev/urandom >"$WORK/damaged.db"
 set +e
