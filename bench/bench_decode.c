@@ -64,15 +64,24 @@ int main(int argc, char **argv)
         }
         unsigned long loops = 0, records = 0;
         double t0 = now_s(), c0 = cpu_s(), elapsed = 0;
+        int rc = DIA_OK;
         do {
             struct dia_decode_stats st = {0};
-            if (c->decode(buf, len, NULL, &st) != DIA_OK)
+            if ((rc = c->decode(buf, len, NULL, &st)) != DIA_OK)
                 break;
             records += st.records;
             loops++;
             elapsed = now_s() - t0;
         } while (elapsed < seconds);
         double cpu = cpu_s() - c0;
+        if (rc != DIA_OK || records == 0) {
+            /* A sample its own codec refuses is a broken benchmark, not a
+             * slow codec: say so rather than print 0 records/s. */
+            printf("{\"codec\":\"%s\",\"error\":\"%s decodes to no records (%s)\"}\n", c->name,
+                   c->bench_sample, rc != DIA_OK ? dia_strerror(rc) : "nothing recognised");
+            free(buf);
+            continue;
+        }
         printf("{\"codec\":\"%s\",\"sample\":\"%s\",\"bytes\":%zu,\"loops\":%lu,\"records\":%lu,"
                "\"seconds\":%.3f,\"cpu_seconds\":%.3f,\"records_per_s\":%.0f,\"mb_per_s\":%.2f}\n",
                c->name, c->bench_sample, len, loops, records, elapsed, cpu,

@@ -7,8 +7,8 @@ bench_free_port() { # a free loopback port below the ephemeral range
   done
   return 1
 }
-bench_wait_port() { # port → 0 once something listens there (10 s)
-  for _ in $(seq 1 100); do
+bench_wait_port() { # port → 0 once something listens there (60 s)
+  for _ in $(seq 1 600); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done

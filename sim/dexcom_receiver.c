@@ -38,7 +38,13 @@
  *                    header and record CRCs.  A new reading every 5 minutes
  *                    of simulated time; --speed N writes them N times
  *                    faster (the receiver's clock keeps real time: see
- *                    system_now()).
+ *                    system_now()).  --patient-start MS starts the
+ *                    patient's history at that Unix ms (rounded down to 5
+ *                    minutes) instead of --history before now: with the
+ *                    same --seed, `share-server --patient-start MS
+ *                    --utc-offset 0` serves the same readings, as Share
+ *                    would for this receiver's transmitter.  A generated
+ *                    receiver names its transmitter on stderr at start.
  *
  * stdout: the pty's slave path, one line, flushed; a new line with the new
  * path after each simulated unplug.  --link PATH keeps a symlink pointing
@@ -479,7 +485,7 @@ static void build_partition_xml(struct rx *x)
 }
 
 static int setup_generated(struct rx *x, const char *gen, long long seed, long long history_s,
-                           const char *serial)
+                           long long patient_start, const char *serial)
 {
     x->generation = strcmp(gen, "g4") == 0 ? 4 : strcmp(gen, "g5") == 0 ? 5 : 6;
     if (strcmp(gen, "g4") && strcmp(gen, "g5") && strcmp(gen, "g6")) {
@@ -507,7 +513,12 @@ static int setup_generated(struct rx *x, const char *gen, long long seed, long l
     x->unix_base = now;
     x->wall_base = dia_mono_ms();
     x->sys_base = unix_to_sys(now);
-    x->start_ms = (now - history_s * 1000) / DIA_SIM_STEP_MS * DIA_SIM_STEP_MS;
+    x->start_ms = (patient_start > 0 ? patient_start : now - history_s * 1000) / DIA_SIM_STEP_MS *
+                  DIA_SIM_STEP_MS;
+    if (x->start_ms > now) {
+        fprintf(stderr, "dexcom-receiver: --patient-start lies in the future\n");
+        return -1;
+    }
     struct dia_sim_config cfg = {.seed = (uint64_t)seed, .start_ms = x->start_ms};
     if (dia_sim_patient_init(&x->patient, &cfg) != 0)
         return -1;
@@ -548,6 +559,8 @@ static int setup_generated(struct rx *x, const char *gen, long long seed, long l
     add_record(x, DEXCOM_RX_REC_MANUFACTURING_DATA, rec);
     build_partition_xml(x);
     generate_until_now(x);
+    fprintf(stderr, "dexcom-receiver: generated G%d receiver %s, transmitter %s\n", x->generation,
+            serial, x->transmitter);
     return 0;
 }
 
@@ -980,8 +993,8 @@ static int parse_faults(struct rx *x, const char *list)
 
 static const char usage_text[] =
     "[--capture FILE | --generation g4|g5|g6] [--speed N] [--faults LIST] [--seed N]\n"
-    "       [--history SECONDS] [--serial TEXT] [--link PATH] [--truth FILE] "
-    "[--reconnect-ms N]\n"
+    "       [--history SECONDS] [--patient-start MS] [--serial TEXT] [--link PATH]\n"
+    "       [--truth FILE] [--reconnect-ms N]\n"
     "  Prints the pty's path on the first line of stdout.  Faults: comma list of\n"
     "  NAME=P (probability per reply) or NAME@N (once, at reply N), NAME one of\n"
     "  nak, crc, garbage, truncate, disconnect.";
@@ -994,7 +1007,7 @@ static int dexcom_receiver_main(int argc, char **argv)
     x.speed = 1;
     x.reconnect_ms = 500;
     const char *capture = NULL, *gen = "g6", *serial = NULL, *truth = NULL;
-    long long seed = 1, history = 6 * 3600;
+    long long seed = 1, history = 6 * 3600, patient_start = 0;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1011,6 +1024,8 @@ static int dexcom_receiver_main(int argc, char **argv)
             seed = atoll(v);
         else if (takes && strcmp(o, "--history") == 0)
             history = atoll(v);
+        else if (takes && strcmp(o, "--patient-start") == 0)
+            patient_start = atoll(v);
         else if (takes && strcmp(o, "--serial") == 0)
             serial = v;
         else if (takes && strcmp(o, "--link") == 0)
@@ -1042,7 +1057,7 @@ static int dexcom_receiver_main(int argc, char **argv)
         }
     }
     int rc = capture ? setup_capture(&x, capture)
-                     : setup_generated(&x, gen, seed, history,
+                     : setup_generated(&x, gen, seed, history, patient_start,
                                        serial ? serial
                                               : (strcmp(gen, "g4") == 0   ? "SM10000004"
                                                  : strcmp(gen, "g5") == 0 ? "SM10000005"

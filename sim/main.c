@@ -12,9 +12,11 @@
 extern const struct dia_simulator dia_sim_nightscout;
 extern const struct dia_simulator dia_sim_dexcom_receiver;
 extern const struct dia_simulator dia_sim_share_server;
+extern const struct dia_simulator dia_sim_influx_server;
 
 static const struct dia_simulator *const simulators[] = {
-    &dia_sim_nightscout, &dia_sim_dexcom_receiver, &dia_sim_share_server, NULL};
+    &dia_sim_nightscout, &dia_sim_dexcom_receiver, &dia_sim_share_server, &dia_sim_influx_server,
+    NULL};
 
 static void usage(FILE *out)
 {

@@ -17,7 +17,9 @@
  *
  * Readings come from the deterministic patient model (src/source/sim_patient.h):
  * one every five minutes, stamped 13.817 s into the slot (real WTs are not
- * aligned), from two days before start-up on.  Failed password checks
+ * aligned), from two days before start-up on (--patient-start MS instead:
+ * with the same --seed, --patient-start and UTC offset as `dexcom-receiver`
+ * the two simulate the same person, reading for reading).  Failed password checks
  * count toward a lock-out as Dexcom's do: after --lockout-after failures in
  * a row the account answers SSO_AuthenticateMaxAttemptsExceeded.
  *
@@ -34,7 +36,8 @@
  * dexcom-share source takes the same time-scale= and time-anchor=.
  *
  * For tests: GET /_sim/stats (request and login counters, the clock, the
- * outage window) and GET /_sim/readings?since_ms=&until_ms= (the readings
+ * outage window, the requests and logins during it and the shortest pause
+ * between two of them) and GET /_sim/readings?since_ms=&until_ms= (the readings
  * the server holds, oldest first: the ground truth to compare a journal to).
  */
 #include <errno.h>
@@ -110,7 +113,11 @@ struct share_sim {
 
     struct {
         unsigned long authenticate, login_by_id, login_by_name, reads, password_attempts,
-            password_failures, lockout_answers, session_faults, outage_answers, bad_requests;
+            password_failures, lockout_answers, session_faults, outage_answers, bad_requests,
+            outage_logins;
+        /* simulated ms: the shortest pause between two requests during the
+         * outage (meaningful once there were two), and the last one's time */
+        int64_t outage_min_gap_ms, outage_last_ms;
     } stats;
 };
 
@@ -364,13 +371,14 @@ static void stats(struct share_sim *s, struct sim_http_response *res, int64_t no
                    ",\"outage_end_ms\":%" PRId64 ",\"authenticate\":%lu,\"login_by_id\":%lu,"
                    "\"login_by_name\":%lu,\"reads\":%lu,\"password_attempts\":%lu,"
                    "\"password_failures\":%lu,\"lockout_answers\":%lu,\"session_faults\":%lu,"
-                   "\"outage_answers\":%lu,\"bad_requests\":%lu,\"locked\":%s,\"readings\":%zu}",
+                   "\"outage_answers\":%lu,\"outage_logins\":%lu,\"outage_min_gap_ms\":%" PRId64
+                   ",\"bad_requests\":%lu,\"locked\":%s,\"readings\":%zu}",
                    scenario_names[s->scenario], s->speed, s->anchor_ms, now, s->outage_start_ms,
                    s->outage_end_ms, s->stats.authenticate, s->stats.login_by_id,
                    s->stats.login_by_name, s->stats.reads, s->stats.password_attempts,
                    s->stats.password_failures, s->stats.lockout_answers, s->stats.session_faults,
-                   s->stats.outage_answers, s->stats.bad_requests, s->locked ? "true" : "false",
-                   s->n);
+                   s->stats.outage_answers, s->stats.outage_logins, s->stats.outage_min_gap_ms,
+                   s->stats.bad_requests, s->locked ? "true" : "false", s->n);
 }
 
 static void truth(struct share_sim *s, const struct sim_http_request *req,
@@ -415,7 +423,14 @@ static void handle(void *ctx, const struct sim_http_request *req, struct sim_htt
         return;
     }
     if (in_outage(s, now)) {
+        int64_t gap = now - s->stats.outage_last_ms;
+        if (s->stats.outage_answers == 1 ||
+            (s->stats.outage_answers > 1 && gap < s->stats.outage_min_gap_ms))
+            s->stats.outage_min_gap_ms = gap;
+        s->stats.outage_last_ms = now;
         s->stats.outage_answers++;
+        if (strncmp(req->path + plen, "General/", 8) == 0)
+            s->stats.outage_logins++;
         snprintf(res->content_type, sizeof res->content_type, "text/html");
         sim_http_reply(res, s->stats.outage_answers % 2 ? 503 : 502,
                        "<html><head><title>%d Service Temporarily Unavailable</title></head>"
@@ -445,6 +460,7 @@ static const char share_usage[] =
     "[--port N] [--scenario NAME] [--speed N] [--anchor MS] [--seed N]\n"
     "        [--username U] [--password P] [--utc-offset MIN] [--expire-minutes M]\n"
     "        [--outage-start MIN] [--outage-hours H] [--delay-ms MS] [--lockout-after N]\n"
+    "        [--patient-start MS]\n"
     "\n"
     "Serves the Dexcom Share API on http://127.0.0.1:PORT (printed on the first line of\n"
     "stdout) from a simulated patient.  Scenarios: normal, session-expiry, wrong-password,\n"
@@ -452,6 +468,9 @@ static const char share_usage[] =
     "the wall clock from --anchor (Unix ms; default: now).  Defaults: user \"share-user\",\n"
     "password \"share-pass\", UTC offset -240, sessions live 24 h (30 min in session-expiry),\n"
     "outage from 30 min after start for 3 h, lock-out after 5 failed logins in a row.\n"
+    "The patient's history starts two days before now, or at --patient-start (Unix ms,\n"
+    "rounded down to 5 min): the same --seed, --patient-start and --utc-offset as\n"
+    "dexcom-receiver's --seed, --patient-start (its offset is 0) give the same readings.\n"
     "GET /_sim/stats and /_sim/readings report what happened, for tests.";
 
 static int parse_ll(const char *arg, long long lo, long long hi, long long *out)
@@ -481,10 +500,12 @@ static int share_server_main(int argc, char **argv)
         {"outage-hours", required_argument, NULL, 'H'},
         {"delay-ms", required_argument, NULL, 'd'},
         {"lockout-after", required_argument, NULL, 'l'},
+        {"patient-start", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     long long port = 0, speed = 1, anchor = 0, seed = 1, offset = -240, expire = -1;
     long long outage_start = 30, outage_hours = 3, delay = 2000, lockout_after = 5;
+    long long patient_start = 0;
     const char *scenario = "normal", *username = "share-user", *password = "share-pass";
     int opt, idx = 0;
     optind = 1;
@@ -530,6 +551,9 @@ static int share_server_main(int argc, char **argv)
         case 'l':
             bad = parse_ll(optarg, 1, 1000, &lockout_after);
             break;
+        case 'P':
+            bad = parse_ll(optarg, 1, 4102444800000LL, &patient_start);
+            break;
         default:
             fprintf(stderr, "usage: diabridge-sim share-server %s\n", share_usage);
             return 2;
@@ -571,8 +595,12 @@ static int share_server_main(int argc, char **argv)
         s.outage_end_ms = s.outage_start_ms + outage_hours * 60 * MINUTE_MS;
     }
     uuid_from(seed ^ 0x5eedULL, 0xacc0417ULL, s.account_id);
-    s.first_ms = start - HISTORY_MS;
+    s.first_ms = patient_start ? patient_start : start - HISTORY_MS;
     s.first_ms -= s.first_ms % DIA_SIM_STEP_MS;
+    if (s.first_ms > start) {
+        fprintf(stderr, "share-server: --patient-start lies in the future\n");
+        return 2;
+    }
     struct dia_sim_config cfg = {
         .seed = (uint64_t)seed,
         .start_ms = s.first_ms,

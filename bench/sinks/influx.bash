@@ -22,8 +22,24 @@ bind-address = "127.0.0.1:$rpc"
 CONF
   influxd run -config "$dir/influxdb.conf" >"$dir/influxd.log" 2>&1 &
   echo $! >"$dir/pid"
-  bench_wait_port "$http" && sleep 0.3
-  curl -s -XPOST "http://127.0.0.1:$http/query" --data-urlencode "q=CREATE DATABASE bench" >/dev/null
+  # The port opens before the HTTP service is ready: wait until /ping
+  # answers (204), then create the database and check that it worked.
+  local answer=""
+  for _ in $(seq 1 600); do
+    curl -sf -o /dev/null "http://127.0.0.1:$http/ping" && { answer=yes; break; }
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$answer" ]; then
+    echo "bench: influxd did not answer on port $http; see $dir/influxd.log" >&2
+    return 1
+  fi
+  answer=$(curl -sS -XPOST "http://127.0.0.1:$http/query" --data-urlencode "q=CREATE DATABASE bench" 2>&1) ||
+    answer="no answer ($answer)"
+  if ! jq -e '.results[0] | has("error") | not' <<<"$answer" >/dev/null 2>&1; then
+    echo "bench: influxd did not create the database: $answer" >&2
+    return 1
+  fi
 }
 influx_stop() { [ -f "$1/pid" ] && kill "$(cat "$1/pid")" 2>/dev/null; rm -f "$1/pid"; true; }
 influx_spec() { echo "influx+http://127.0.0.1:$(cat "$1/port"),db=bench"; }

@@ -6,7 +6,7 @@ mqtt_start() {
   printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$port" >"$dir/mosquitto.conf"
   mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
   echo $! >"$dir/pid"
-  bench_wait_port "$port"
+  bench_wait_port "$port" || { echo "bench: mosquitto did not listen on port $port; see $dir/mosquitto.log" >&2; return 1; }
 }
 mqtt_stop() { [ -f "$1/pid" ] && kill "$(cat "$1/pid")" 2>/dev/null; rm -f "$1/pid"; true; }
 mqtt_spec() { echo "mqtt://127.0.0.1:$(cat "$1/port"),homeassistant=off"; }

@@ -7,7 +7,8 @@ dexcom_share_start() {
   "$BUILD/diabridge-sim" share-server --anchor "$anchor" --speed "$speed" \
     >"$dir/url" 2>"$dir/sim.err" &
   echo $! >"$dir/sim.pid"
-  for _ in $(seq 1 100); do [ -s "$dir/url" ] && break; sleep 0.1; done
+  for _ in $(seq 1 600); do [ -s "$dir/url" ] && break; sleep 0.1; done
+  [ -s "$dir/url" ] || { echo "bench: the Share simulator did not start: $(cat "$dir/sim.err")" >&2; return 1; }
   echo "share-pass" >"$dir/pw"
   echo "dexcom-share,url=$(head -1 "$dir/url"),username=share-user,password-file=$dir/pw,time-scale=$speed,time-anchor=$anchor"
 }

@@ -6,7 +6,10 @@
  * The codec list.  Adding a codec: define `const struct dia_codec
  * dia_codec_<x>` in its own src/cli/codec_<x>.c and add one line here.
  */
-#define DIA_CODEC_LIST(X) X(dexcom_page)
+#define DIA_CODEC_LIST(X)                                                                          \
+    X(dexcom_page)                                                                                 \
+    X(dexcom_frame)                                                                                \
+    X(dexcom_share)
 
 #define DIA_CODEC_DECLARE(id) extern const struct dia_codec dia_codec_##id;
 #define DIA_CODEC_ENTRY(id)   &dia_codec_##id,

@@ -12,6 +12,7 @@
 #include "core/err.h"
 #include "core/journal.h"
 #include "core/tz.h"
+#include "core/url.h"
 
 static const char status_usage[] =
     "usage: diabridge status [--journal PATH] [--json]\n"
@@ -57,6 +58,19 @@ static int show_worker(const char *worker, const char *text, int64_t updated_ms,
     json_t *o = json_loads(text, 0, &jerr);
     if (!o)
         return 0;
+    /* The daemon stores these redacted already; a URL quoted in an error
+     * by a driver that forgot to is redacted here too, and so is a journal
+     * written by an older diabridge. */
+    static const char *const sentences[] = {"spec", "last_error"};
+    for (size_t i = 0; i < sizeof sentences / sizeof sentences[0]; i++) {
+        const char *said = json_string_value(json_object_get(o, sentences[i]));
+        if (said) {
+            char shown[1024];
+            dia_text_redact_urls(said, shown, sizeof shown);
+            json_t *js = json_string(shown); /* NULL if a cut split a UTF-8 character */
+            json_object_set_new(o, sentences[i], js ? js : json_string("?"));
+        }
+    }
     bool sink = strncmp(worker, "sink:", 5) == 0;
     const char *name = strchr(worker, ':') ? strchr(worker, ':') + 1 : worker;
     int64_t backlog = -1;

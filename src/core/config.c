@@ -17,6 +17,7 @@
 #include "core/driver.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/url.h"
 
 #define DEFAULT_RETENTION_S (90LL * 86400)
 
@@ -556,12 +557,14 @@ static int assign_name(struct dia_instance_config *ic, struct dia_instance_confi
             return DIA_ERR_CONFIG;
         }
         snprintf(ic->name, sizeof ic->name, "%s", given);
-        /* drop it so the driver's own schema does not see it */
+        /* drop it so the driver's own schema does not see it; keep the
+         * others in the order given (validation looks at neighbours) */
         for (size_t i = 0; i < o->n; i++) {
             if (strcmp(o->v[i].key, "name") == 0) {
                 free(o->v[i].key);
                 free(o->v[i].value);
-                o->v[i] = o->v[--o->n];
+                memmove(&o->v[i], &o->v[i + 1], (o->n - i - 1) * sizeof o->v[i]);
+                o->n--;
                 break;
             }
         }
@@ -612,6 +615,26 @@ static const char *resolve_driver_name(const char *name, bool sink, char *buf, s
     return found ? buf : name;
 }
 
+/* The driver's own start-up check: the target and combinations of options
+ * a schema cannot express (a port in range, db= for api=v1, a region). */
+static int check_instance(const struct dia_options *o, bool sink,
+                          int (*check)(const struct dia_options *, char *, size_t), char *errbuf,
+                          size_t errlen)
+{
+    if (!check)
+        return DIA_OK;
+    char why[512] = "";
+    int rc = check(o, why, sizeof why);
+    if (rc == DIA_OK)
+        return DIA_OK;
+    /* drivers quote targets in display form already; this is the safety net */
+    char shown[512];
+    dia_text_redact_urls(why[0] ? why : "its settings are not usable", shown, sizeof shown);
+    snprintf(errbuf, errlen, "%s: %s %s: %s", o->origin, sink ? "sink" : "source", o->driver,
+             shown);
+    return rc == DIA_ERR_NOMEM ? rc : DIA_ERR_CONFIG;
+}
+
 static int validate_list(struct dia_instance_config *v, size_t n, bool sink, char *errbuf,
                          size_t errlen)
 {
@@ -621,17 +644,20 @@ static int validate_list(struct dia_instance_config *v, size_t n, bool sink, cha
         const char *name = resolve_driver_name(o->driver, sink, plain, sizeof plain);
         const struct dia_option_spec *schema = NULL;
         bool wants_target = false;
+        int (*check)(const struct dia_options *, char *, size_t) = NULL;
         if (sink) {
             const struct dia_sink_driver *d = dia_sink_driver_find(name);
             if (d) {
                 schema = d->options;
                 wants_target = d->target_help != NULL;
+                check = d->check;
             }
         } else {
             const struct dia_source_driver *d = dia_source_driver_find(name);
             if (d) {
                 schema = d->options;
                 wants_target = d->target_help != NULL;
+                check = d->check;
             }
         }
         if (!schema) {
@@ -650,14 +676,19 @@ static int validate_list(struct dia_instance_config *v, size_t n, bool sink, cha
             o->driver = d;
         }
         if (o->target && !wants_target) {
+            char shown[256];
+            dia_url_display(o->target, shown, sizeof shown);
             snprintf(errbuf, errlen, "%s: %s takes no target (\"%s\"); use %s,KEY=VALUE", o->origin,
-                     o->driver, o->target, o->driver);
+                     o->driver, shown, o->driver);
             return DIA_ERR_CONFIG;
         }
         int rc = assign_name(&v[i], v, i, errbuf, errlen);
         if (rc != DIA_OK)
             return rc;
         rc = dia_options_validate(o, schema, errbuf, errlen);
+        if (rc != DIA_OK)
+            return rc;
+        rc = check_instance(o, sink, check, errbuf, errlen);
         if (rc != DIA_OK)
             return rc;
     }

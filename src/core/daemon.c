@@ -8,8 +8,11 @@
  * Failure policy: a worker whose open/poll/send fails closes its driver,
  * waits with capped exponential back-off plus jitter, and starts again;
  * credential and configuration failures wait much longer, because retrying
- * a wrong password quickly can lock the user's account.  Nothing a worker
- * does can take down another worker or the daemon.
+ * a wrong password quickly can lock the user's account.  A source that
+ * sets retries_in_place (a cloud login is costly) stays open through
+ * passing poll failures instead: counted, shown, and polled again when the
+ * driver says.  Nothing a worker does can take down another worker or the
+ * daemon.
  *
  * Shutdown: SIGTERM/SIGINT set the stop flag and wake every sleeper.  A
  * worker finishes what it is doing — a poll and its commit, a batch send and
@@ -210,6 +213,29 @@ static bool fail_and_wait(struct worker *w, const char *what, int err, int64_t *
     return sleep_until(w->d, dia_now_ms() + *backoff);
 }
 
+/* A passing poll failure of a driver that retries in place
+ * (dia_source_driver.retries_in_place): counted and shown like any failure,
+ * but the driver stays open (its session too) and is polled again at the
+ * time it chose.  false = stopping. */
+static bool retry_in_place(struct worker *w, int err, int64_t next_ms)
+{
+    /* a driver that forgot to set a time must not turn into a busy loop */
+    if (next_ms < dia_now_ms() + BACKOFF_MIN_MS)
+        next_ms = dia_now_ms() + BACKOFF_MIN_MS;
+    atomic_fetch_add(&w->in.counters.failures, 1);
+    pthread_mutex_lock(&w->lock);
+    w->next_attempt_ms = next_ms;
+    pthread_mutex_unlock(&w->lock);
+    set_state(w, W_BACKOFF, err);
+    pthread_mutex_lock(&w->lock);
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", w->error);
+    pthread_mutex_unlock(&w->lock);
+    dia_warn(w->in.name, "reading failed: %s; next try in %.1f s", msg,
+             (double)(next_ms - dia_now_ms()) / 1000.0);
+    return sleep_until(w->d, next_ms);
+}
+
 static struct dia_journal *open_worker_journal(struct worker *w)
 {
     struct dia_journal_config jc = {
@@ -288,6 +314,11 @@ static void *source_main(void *arg)
             int64_t next_ms = dia_now_ms() + 60000;
             rc = drv->poll(&w->in, &batch, &next_ms);
             atomic_fetch_add(&w->in.counters.polls, 1);
+            if (drv->retries_in_place && (rc == DIA_ERR_TRANSIENT || rc == DIA_ERR_TIMEOUT)) {
+                if (!retry_in_place(w, rc, next_ms))
+                    break;
+                continue;
+            }
             if (rc != DIA_OK)
                 break;
             rc = commit_batch(w, &batch);

@@ -40,9 +40,9 @@ struct dia_counters {
 
 /* Shared by sources and sinks: who am I, what did the user configure. */
 struct dia_instance {
-    char name[48];            /* "sim", "jsonl", "jsonl#2": log prefix, journal owner */
-    struct dia_options *opts; /* validated options */
-    void *priv;               /* the driver's own state, owned by the driver */
+    char name[48];                  /* "sim", "jsonl", "jsonl#2": log prefix, journal owner */
+    const struct dia_options *opts; /* validated options */
+    void *priv;                     /* the driver's own state, owned by the driver */
     struct dia_counters counters;
     struct dia_journal *journal; /* this worker's own connection (state reads) */
     const atomic_bool *stop;     /* set when the daemon shuts down */
@@ -63,6 +63,15 @@ struct dia_source_driver {
     const char *description;
     const char *target_help;               /* NULL: the driver takes no target */
     const struct dia_option_spec *options; /* terminated by a {NULL} row */
+    /* Optional.  Is this configuration usable at all?  Called once at
+     * start-up (`run`, `run --check`, `demo`) after the schema validated
+     * opts (defaults filled in, secrets resolved), so that a malformed
+     * target or a missing combination of options is refused with the file
+     * and line instead of failing in open() again and again.  Pure: no I/O,
+     * no network, no clock; open() runs the same parsing code.  Returns
+     * DIA_OK, or DIA_ERR_CONFIG with a sentence in why that names the
+     * option or the target and never contains a secret. */
+    int (*check)(const struct dia_options *opts, char *why, size_t why_len);
     /* Acquire the device or session.  Transient errors are retried by the
      * supervisor with back-off; DIA_ERR_CONFIG / DIA_ERR_AUTH stop retries
      * for a long while. */
@@ -76,6 +85,13 @@ struct dia_source_driver {
      * held for this batch.  May be NULL. */
     void (*committed)(struct dia_instance *src, const struct dia_batch *batch);
     void (*close)(struct dia_instance *src);
+    /* true: a poll failing with DIA_ERR_TRANSIENT or DIA_ERR_TIMEOUT leaves
+     * the driver open.  The supervisor counts the failure, shows it in
+     * status (backing off, last_error) and polls again at the *next_ms the
+     * driver set, instead of closing it and reopening after 1 s, 2 s, 4 s….
+     * For drivers whose open is costly or limited by the other side (a
+     * cloud login) and that pace their own retries. */
+    bool retries_in_place;
 };
 
 struct dia_sink_driver {
@@ -84,6 +100,8 @@ struct dia_sink_driver {
     const char *target_help;
     const struct dia_option_spec *options;
     size_t default_batch; /* records per send() unless the user says otherwise */
+    /* Optional: as for sources. */
+    int (*check)(const struct dia_options *opts, char *why, size_t why_len);
     int (*open)(struct dia_instance *sink);
     /*
      * Deliver recs[0..n-1] (in journal order).  Set *acked to how many,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/url.h"
 
 static char *dup_range(const char *s, size_t n)
 {
@@ -130,7 +131,11 @@ int dia_options_parse(const char *spec, const char *origin, struct dia_options *
     }
     trim(head);
     if (!head[0] || bad_quote) {
-        snprintf(errbuf, errlen, "%s: empty driver name in \"%s\"", out->origin, spec);
+        /* the spec is not quoted: it may hold a password */
+        snprintf(errbuf, errlen,
+                 bad_quote ? "%s: a double quote before the first comma is not closed"
+                           : "%s: the driver name is missing before the first comma",
+                 out->origin);
         free(head);
         dia_options_free(out);
         return DIA_ERR_CONFIG;
@@ -394,6 +399,17 @@ int dia_options_validate(struct dia_options *o, const struct dia_option_spec *sc
         if (rc < 0)
             return rc;
         const struct dia_option_spec *s = spec_find(schema, v->key);
+        if (!s && i > 0 && o->v[i - 1].secret) {
+            /* `password=a,b`: the "option" b is most likely the rest of the
+             * password, cut at an unquoted comma; do not print it */
+            snprintf(errbuf, errlen,
+                     "%s: option %s is followed by something that is not an option of %s; if "
+                     "the value of %s contains a comma, put the whole value in double quotes "
+                     "(%s=\"…\") or use %s-file=",
+                     o->origin, o->v[i - 1].key, o->driver, o->v[i - 1].key, o->v[i - 1].key,
+                     o->v[i - 1].key);
+            return DIA_ERR_CONFIG;
+        }
         if (!s) {
             char known[512];
             list_known(schema, known, sizeof known);
@@ -497,32 +513,22 @@ long long dia_opt_duration(const struct dia_options *o, const char *key, long lo
     return s;
 }
 
-/* A URL's user:password@ part is a secret too. */
-static void redact_url(const char *target, char *buf, size_t len)
-{
-    const char *scheme = strstr(target, "://");
-    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-    const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
-    if (at && (!slash || at < slash))
-        snprintf(buf, len, "%.*s<redacted>%s", (int)(scheme + 3 - target), target, at);
-    else
-        snprintf(buf, len, "%s", target);
-}
-
 void dia_options_describe(const struct dia_options *o, char *buf, size_t len)
 {
     size_t used = 0;
     int w;
     char target[512] = "";
     if (o->target)
-        redact_url(o->target, target, sizeof target);
+        dia_url_display(o->target, target, sizeof target); /* user:password@, ?token= */
     w = snprintf(buf, len, "%s%s%s", o->driver, o->target ? ":" : "", target);
     if (w < 0 || (size_t)w >= len)
         return;
     used = (size_t)w;
     for (size_t i = 0; i < o->n; i++) {
-        w = snprintf(buf + used, len - used, ",%s=%s", o->v[i].key,
-                     o->v[i].secret ? "<redacted>" : o->v[i].value);
+        char shown[512] = DIA_REDACTED;
+        if (!o->v[i].secret) /* an option may hold a URL too: url= */
+            dia_url_display(o->v[i].value, shown, sizeof shown);
+        w = snprintf(buf + used, len - used, ",%s=%s", o->v[i].key, shown);
         if (w < 0 || (size_t)w >= len - used)
             return;
         used += (size_t)w;

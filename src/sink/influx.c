@@ -23,7 +23,9 @@
  *                           returned as DIA_ERR_PERMANENT with the server's
  *                           message, which the supervisor dead-letters.
  *                           Re-sending points a partial write already stored
- *                           is harmless: same series + time overwrite;
+ *                           is harmless: same series + time overwrite.  A 400
+ *                           that names no line (3.x: a bad database name) is
+ *                           about a setting: DIA_ERR_CONFIG, nothing set aside;
  *   401/403                 DIA_ERR_AUTH, with what to check;
  *   404                     DIA_ERR_CONFIG (no such database/bucket, or an
  *                           api= the server does not speak);
@@ -41,6 +43,7 @@
 #include "core/driver.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/url.h"
 #include "io/http.h"
 #include "proto/influx_lp/influx_lp.h"
 #include "sink/influx_map.h"
@@ -195,7 +198,9 @@ static int base_url(struct dia_instance *in, struct text *t)
         rest = target + 10;
         text_str(t, "https://");
     } else {
-        dia_instance_error(in, "the server \"%s\" is not an http:// or https:// URL", target);
+        char shown[256];
+        dia_url_display(target, shown, sizeof shown); /* user:password@ stays hidden */
+        dia_instance_error(in, "the server \"%s\" is not an http:// or https:// URL", shown);
         return DIA_ERR_CONFIG;
     }
     if (rest)
@@ -206,6 +211,13 @@ static int base_url(struct dia_instance *in, struct text *t)
         t->s[--t->len] = '\0';
     if (strpbrk(t->s, "?#")) {
         dia_instance_error(in, "the server URL must not contain ? or #; give db= etc. as options");
+        return DIA_ERR_CONFIG;
+    }
+    struct dia_url u;
+    char why[160];
+    if (dia_url_split(t->s, &u, why, sizeof why) != DIA_OK) {
+        dia_instance_error(in, "cannot read the server address: %s; write influx+http://HOST:8086",
+                           why);
         return DIA_ERR_CONFIG;
     }
     return DIA_OK;
@@ -315,12 +327,10 @@ static void influx_close(struct dia_instance *in)
     in->priv = NULL;
 }
 
-static int influx_open(struct dia_instance *in)
+/* What open() takes from the options, without I/O: shared with the
+ * start-up check. */
+static int influx_configure(struct dia_instance *in, struct influx_sink *s)
 {
-    struct influx_sink *s = calloc(1, sizeof *s);
-    if (!s)
-        return DIA_ERR_NOMEM;
-    in->priv = s;
     const char *api = dia_opt_str(in->opts, "api", "v1");
     s->api = strcmp(api, "v3") == 0 ? API_V3 : strcmp(api, "v2") == 0 ? API_V2 : API_V1;
     s->schema = strcmp(dia_opt_str(in->opts, "schema", "diabridge"), "dexpy") == 0
@@ -333,7 +343,31 @@ static int influx_open(struct dia_instance *in)
     s->tls.ca_file = opt(in, "ca-file");
     s->tls.cert_file = opt(in, "cert-file");
     s->tls.key_file = opt(in, "key-file");
-    int rc = build_endpoint(in, s);
+    return build_endpoint(in, s);
+}
+
+static int influx_check(const struct dia_options *o, char *why, size_t why_len)
+{
+    /* open()'s own code, on a scratch instance that never runs */
+    struct dia_instance scratch = {.opts = o};
+    struct influx_sink *s = calloc(1, sizeof *s);
+    if (!s)
+        return DIA_ERR_NOMEM;
+    scratch.priv = s;
+    int rc = influx_configure(&scratch, s);
+    if (rc != DIA_OK)
+        snprintf(why, why_len, "%s", scratch.last_error);
+    influx_close(&scratch);
+    return rc;
+}
+
+static int influx_open(struct dia_instance *in)
+{
+    struct influx_sink *s = calloc(1, sizeof *s);
+    if (!s)
+        return DIA_ERR_NOMEM;
+    in->priv = s;
+    int rc = influx_configure(in, s);
     if (rc == DIA_OK)
         rc = dia_http_new(&s->http);
     if (rc == DIA_OK) {
@@ -435,10 +469,17 @@ static int gzip_range(struct influx_sink *s, const char *data, size_t len, size_
 
 /* ---- the write request ---------------------------------------------------------- */
 
-/* The server's own words: {"error": …} (1.x, 3.x) or {"message": …} (2.x). */
-static void server_message(const struct dia_http_response *res, char *buf, size_t len)
+/* The server's own words: {"error": …} (1.x, 3.x) or {"message": …} (2.x).
+ * 3.x puts the reason for a refused line under "data" ({"error": "partial
+ * write of line protocol occurred", "data": [{"error_message": …}]}), and
+ * that reason is what a person needs, so it is added.  *names_points tells
+ * whether the answer is about the lines sent (a syntax error, a field type
+ * conflict, a time beyond retention) rather than about the request itself. */
+static void server_message(const struct dia_http_response *res, char *buf, size_t len,
+                           bool *names_points)
 {
     buf[0] = '\0';
+    *names_points = false;
     if (res->body && res->body_len) {
         json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
         const char *m = NULL;
@@ -446,8 +487,14 @@ static void server_message(const struct dia_http_response *res, char *buf, size_
             m = json_string_value(json_object_get(j, "error"));
             if (!m)
                 m = json_string_value(json_object_get(j, "message"));
-            if (m)
+            json_t *data = json_object_get(j, "data");
+            json_t *line = json_is_array(data) ? json_array_get(data, 0) : data;
+            const char *why = json_string_value(json_object_get(line, "error_message"));
+            if (m && why)
+                snprintf(buf, len, "%s: %s", m, why);
+            else if (m)
                 snprintf(buf, len, "%s", m);
+            *names_points = why != NULL;
             json_decref(j);
         }
         if (!m)
@@ -463,6 +510,12 @@ static void server_message(const struct dia_http_response *res, char *buf, size_
         buf[--n] = '\0';
     if (!buf[0])
         snprintf(buf, len, "no explanation given");
+    /* 1.x and 2.x name the line or the partial write in their message */
+    static const char *const point_words[] = {"unable to parse", "partial write",
+                                              "field type conflict", "beyond retention"};
+    for (size_t i = 0; i < sizeof point_words / sizeof point_words[0]; i++)
+        if (strstr(buf, point_words[i]))
+            *names_points = true;
 }
 
 enum { WRITE_SPLIT = 1 }; /* the batch holds a point the server will not take */
@@ -505,14 +558,25 @@ static int post(struct dia_instance *in, struct influx_sink *s, const char *data
     }
     long status = res.status;
     char msg[300];
-    server_message(&res, msg, sizeof msg);
+    bool names_points;
+    server_message(&res, msg, sizeof msg, &names_points);
     dia_http_response_free(&res);
     if (status >= 200 && status < 300)
         return DIA_OK;
     switch (status) {
     case 400:
-    case 413:
     case 422:
+        if (!names_points) {
+            /* e.g. 3.x's "invalid character in database name": splitting the
+             * batch would set every record aside for a wrong setting */
+            dia_instance_error(in,
+                               "InfluxDB at %s refused the request (HTTP %ld: %s); check db=, "
+                               "bucket=, org= and api=",
+                               s->url_for_log, status, msg);
+            return DIA_ERR_CONFIG;
+        }
+        /* fall through */
+    case 413:
         dia_instance_error(in, "InfluxDB refused a point (HTTP %ld): %s", status, msg);
         return WRITE_SPLIT;
     case 401:
@@ -604,6 +668,7 @@ const struct dia_sink_driver dia_sink_influx = {
     .target_help = "http(s)://HOST:PORT of the server, e.g. influx+http://localhost:8086",
     .options = influx_options,
     .default_batch = 5000,
+    .check = influx_check,
     .open = influx_open,
     .send = influx_send,
     .close = influx_close,

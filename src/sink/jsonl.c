@@ -19,6 +19,7 @@
 #include "core/driver.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/url.h"
 
 enum fsync_policy { FSYNC_ALWAYS, FSYNC_BATCH, FSYNC_NEVER };
 
@@ -68,8 +69,39 @@ static int end_torn_line(struct dia_instance *in, int fd, const char *path)
     return DIA_OK;
 }
 
+/* The target, checked without touching the file system: shared by the
+ * start-up check and open().  A missing folder is not refused here: it
+ * may be a mount that appears later. */
+static int jsonl_check(const struct dia_options *o, char *why, size_t why_len)
+{
+    const char *path = o->target;
+    if (!path || strcmp(path, "-") == 0)
+        return DIA_OK;
+    char shown[256];
+    dia_url_display(path, shown, sizeof shown);
+    if (strstr(path, "://")) {
+        snprintf(why, why_len,
+                 "jsonl writes to a file, or to stdout with -, not to \"%s\"; for a server use "
+                 "its own sink",
+                 shown);
+        return DIA_ERR_CONFIG;
+    }
+    if (path[strlen(path) - 1] == '/') {
+        snprintf(why, why_len,
+                 "the target \"%s\" names a folder; give a file in it, such as %srecords.jsonl",
+                 shown, shown);
+        return DIA_ERR_CONFIG;
+    }
+    return DIA_OK;
+}
+
 static int jsonl_open(struct dia_instance *in)
 {
+    char why[600];
+    if (jsonl_check(in->opts, why, sizeof why) != DIA_OK) {
+        dia_instance_error(in, "%s", why);
+        return DIA_ERR_CONFIG;
+    }
     struct jsonl_sink *s = calloc(1, sizeof *s);
     if (!s)
         return DIA_ERR_NOMEM;
@@ -181,6 +213,7 @@ const struct dia_sink_driver dia_sink_jsonl = {
     .target_help = "PATH of the file to append to, or - for stdout (the default)",
     .options = jsonl_options,
     .default_batch = 500,
+    .check = jsonl_check,
     .open = jsonl_open,
     .send = jsonl_send,
     .close = jsonl_close,

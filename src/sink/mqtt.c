@@ -56,6 +56,7 @@
 #include "core/err.h"
 #include "core/journal.h"
 #include "core/log.h"
+#include "core/url.h"
 #include "sink/mqtt_map.h"
 
 #define MQTT_MAX_DEVICES   32
@@ -289,19 +290,85 @@ static void on_message(struct mosquitto *m, void *arg, const struct mosquitto_me
 
 /* ---- open / close ----------------------------------------------------------- */
 
-static int parse_target(struct dia_instance *in, struct mqtt_sink *s)
+/* The broker address and what the options add to it: pure, so that the
+ * start-up check and open() share it. */
+struct mqtt_address {
+    char host[256];
+    int port;
+    bool tls;
+    bool has_user, has_password; /* mqtt://USER[:PASSWORD]@HOST */
+    char user[256];              /* percent-decoded */
+    char password[256];
+};
+
+static int hex_digit(char c)
 {
-    const char *t = in->opts->target;
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The userinfo of a URL is percent-encoded (a password may hold ':' or '@'). */
+static bool percent_decode(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (o + 1 >= cap)
+            return false;
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+        int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1, lo = i + 2 < n ? hex_digit(s[i + 2]) : -1;
+        if (hi < 0 || lo < 0)
+            return false;
+        out[o++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+static int parse_broker(const char *t, struct mqtt_address *a, char *why, size_t why_len)
+{
+    memset(a, 0, sizeof *a);
     const char *rest;
     if (t && strncmp(t, "mqtt://", 7) == 0) {
         rest = t + 7;
     } else if (t && strncmp(t, "mqtts://", 8) == 0) {
         rest = t + 8;
-        s->tls = true;
+        a->tls = true;
     } else {
-        dia_instance_error(in, "the broker must be given as mqtt://HOST[:PORT] or "
-                               "mqtts://HOST[:PORT]");
+        snprintf(why, why_len,
+                 "the broker must be given as mqtt://HOST[:PORT] or mqtts://HOST[:PORT]");
         return DIA_ERR_CONFIG;
+    }
+    /* mqtt://USER:PASSWORD@HOST, as mosquitto_pub -L takes it; the last '@'
+     * before the path ends it */
+    const char *at = NULL;
+    for (const char *p = rest; *p && *p != '/'; p++) {
+        if (*p == '@')
+            at = p;
+    }
+    if (at) {
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        size_t ulen = (size_t)((colon ? colon : at) - rest);
+        a->has_user = true;
+        a->has_password = colon != NULL;
+        if (!percent_decode(rest, ulen, a->user, sizeof a->user) ||
+            (colon && !percent_decode(colon + 1, (size_t)(at - colon - 1), a->password,
+                                      sizeof a->password))) {
+            explicit_bzero(a, sizeof *a);
+            snprintf(why, why_len,
+                     "the user name or password in the broker address is too long or has a "
+                     "broken %%XX escape; or give them as username= and password-file=");
+            return DIA_ERR_CONFIG;
+        }
+        rest = at + 1;
     }
     const char *host = rest, *end;
     size_t hlen;
@@ -316,24 +383,61 @@ static int parse_target(struct dia_instance *in, struct mqtt_sink *s)
         hlen = strcspn(rest, ":/");
         end = rest + hlen;
     }
-    if (hlen == 0 || hlen >= sizeof s->host)
+    if (hlen == 0 || hlen >= sizeof a->host)
         goto bad;
-    memcpy(s->host, host, hlen);
-    s->host[hlen] = '\0';
-    s->port = s->tls ? 8883 : 1883;
+    memcpy(a->host, host, hlen);
+    a->host[hlen] = '\0';
+    a->port = a->tls ? 8883 : 1883;
     if (*end == ':') {
         char *e;
         long p = strtol(end + 1, &e, 10);
         if (p < 1 || p > 65535 || (*e && strcmp(e, "/") != 0))
             goto bad;
-        s->port = (int)p;
+        a->port = (int)p;
     } else if (*end && strcmp(end, "/") != 0) {
         goto bad;
     }
     return DIA_OK;
 bad:
-    dia_instance_error(in, "cannot read the broker address \"%s\"; write mqtt://HOST[:PORT]", t);
+    explicit_bzero(a, sizeof *a);
+    char shown[300];
+    dia_url_display(t, shown, sizeof shown); /* the password stays hidden */
+    snprintf(why, why_len,
+             "cannot read the broker address \"%s\"; write mqtt://HOST[:PORT] with a port from 1 "
+             "to 65535",
+             shown);
     return DIA_ERR_CONFIG;
+}
+
+static int mqtt_settings(const struct dia_options *o, struct mqtt_address *a, char *why,
+                         size_t why_len)
+{
+    int rc = parse_broker(o->target, a, why, why_len);
+    if (rc != DIA_OK)
+        return rc;
+    if (a->has_user && (dia_opt_str(o, "username", NULL) || dia_opt_str(o, "password", NULL))) {
+        explicit_bzero(a, sizeof *a);
+        snprintf(why, why_len,
+                 "the broker address has a user name (USER@HOST) and username= or password= "
+                 "is given too; give them one way");
+        return DIA_ERR_CONFIG;
+    }
+    if (!a->tls && (dia_opt_str(o, "ca-file", NULL) || dia_opt_str(o, "cert-file", NULL))) {
+        explicit_bzero(a, sizeof *a);
+        snprintf(why, why_len,
+                 "ca-file/cert-file given, but the broker address is mqtt://; "
+                 "use mqtts:// for TLS");
+        return DIA_ERR_CONFIG;
+    }
+    return DIA_OK;
+}
+
+static int mqtt_check(const struct dia_options *o, char *why, size_t why_len)
+{
+    struct mqtt_address a;
+    int rc = mqtt_settings(o, &a, why, why_len);
+    explicit_bzero(&a, sizeof a);
+    return rc;
 }
 
 static void free_sink(struct mqtt_sink *s)
@@ -442,12 +546,7 @@ static int setup_tls(struct dia_instance *in, struct mqtt_sink *s)
     const char *ca = dia_opt_str(in->opts, "ca-file", NULL);
     const char *cert = dia_opt_str(in->opts, "cert-file", NULL);
     const char *key = dia_opt_str(in->opts, "key-file", NULL);
-    if (!s->tls && (ca || cert)) {
-        dia_instance_error(in, "ca-file/cert-file given, but the broker address is mqtt://; "
-                               "use mqtts:// for TLS");
-        return DIA_ERR_CONFIG;
-    }
-    if (!s->tls)
+    if (!s->tls) /* ca-file= without mqtts:// was refused by mqtt_settings() */
         return DIA_OK;
     if (!ca)
         mosquitto_int_option(s->mosq, MOSQ_OPT_TLS_USE_OS_CERTS, 1);
@@ -511,11 +610,17 @@ static int mqtt_open(struct dia_instance *in)
         mqtt_close(in);
         return DIA_ERR_NOMEM;
     }
-    int rc = parse_target(in, s);
+    struct mqtt_address addr;
+    char problem[400];
+    int rc = mqtt_settings(in->opts, &addr, problem, sizeof problem);
     if (rc != DIA_OK) {
+        dia_instance_error(in, "%s", problem);
         mqtt_close(in);
         return rc;
     }
+    memcpy(s->host, addr.host, sizeof s->host);
+    s->port = addr.port;
+    s->tls = addr.tls;
     s->qos = (int)dia_opt_int(in->opts, "qos", 1);
     s->retain_latest = dia_opt_bool(in->opts, "retain-latest", true);
     s->timeout_ms = (long)dia_opt_duration(in->opts, "timeout", 30) * 1000L;
@@ -538,6 +643,7 @@ static int mqtt_open(struct dia_instance *in)
     const char *client_id = dia_opt_str(in->opts, "client-id", NULL);
     s->mosq = mosquitto_new(client_id && client_id[0] ? client_id : NULL, true, s);
     if (!s->mosq) {
+        explicit_bzero(&addr, sizeof addr);
         mqtt_close(in);
         return DIA_ERR_NOMEM;
     }
@@ -547,8 +653,13 @@ static int mqtt_open(struct dia_instance *in)
     mosquitto_max_inflight_messages_set(s->mosq, MQTT_MAX_INFLIGHT);
     const char *user = dia_opt_str(in->opts, "username", NULL);
     const char *pw = dia_opt_str(in->opts, "password", NULL);
+    if (addr.has_user) {
+        user = addr.user;
+        pw = addr.has_password ? addr.password : NULL;
+    }
     if (user || pw)
-        mosquitto_username_pw_set(s->mosq, user ? user : "", pw);
+        mosquitto_username_pw_set(s->mosq, user ? user : "", pw); /* copies them */
+    explicit_bzero(&addr, sizeof addr);
     mosquitto_will_set(s->mosq, s->status_topic, 7, "offline", 1, true);
     rc = setup_tls(in, s);
     if (rc != DIA_OK) {
@@ -871,6 +982,7 @@ const struct dia_sink_driver dia_sink_mqtt = {
     .target_help = "mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS)",
     .options = mqtt_options,
     .default_batch = MQTT_DEFAULT_BATCH,
+    .check = mqtt_check,
     .open = mqtt_open,
     .send = mqtt_send,
     .close = mqtt_close,

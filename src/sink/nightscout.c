@@ -45,6 +45,7 @@
 #include "core/driver.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/url.h"
 #include "io/http.h"
 #include "sink/nightscout_map.h"
 
@@ -523,43 +524,90 @@ static void ns_free(struct ns_sink *s)
     free(s);
 }
 
-static int ns_open(struct dia_instance *in)
+/*
+ * The site's address and the credentials the options must hold: pure, so
+ * that the start-up check and open() share it.  base gets
+ * scheme://host[:port][/subpath] without a trailing slash.
+ */
+static int ns_settings(const struct dia_options *o, char *base, size_t base_len, char *why,
+                       size_t why_len)
 {
-    const char *target = in->opts->target;
-    if (!target || (strncmp(target, "https://", 8) != 0 && strncmp(target, "http://", 7) != 0)) {
-        dia_instance_error(in, "give the Nightscout address as nightscout+https://HOST[/subpath]");
+    const char *target = o->target;
+    struct dia_url u;
+    char url_why[160];
+    if (!target) {
+        snprintf(why, why_len, "give the Nightscout address as nightscout+https://HOST[/subpath]");
         return DIA_ERR_CONFIG;
     }
+    if (dia_url_split(target, &u, url_why, sizeof url_why) != DIA_OK) {
+        snprintf(why, why_len,
+                 "cannot read the Nightscout address: %s; write "
+                 "nightscout+https://HOST[:PORT][/subpath]",
+                 url_why);
+        return DIA_ERR_CONFIG;
+    }
+    bool https = u.scheme_len == 5 && strncmp(u.scheme, "https", 5) == 0;
+    bool http = u.scheme_len == 4 && strncmp(u.scheme, "http", 4) == 0;
+    if (!https && !http) {
+        snprintf(why, why_len,
+                 "the Nightscout address must start with https:// (or http://), as in "
+                 "nightscout+https://HOST[/subpath]");
+        return DIA_ERR_CONFIG;
+    }
+    if (u.query || u.fragment) {
+        /* Nightscout's links carry ?token=…; the query would be dropped */
+        snprintf(why, why_len,
+                 "the Nightscout address must not contain ?… or #…: give an access token as "
+                 "token-file= (or token=), and the address as https://HOST[/subpath]");
+        return DIA_ERR_CONFIG;
+    }
+    size_t tl = strlen(target);
+    while (tl && target[tl - 1] == '/')
+        tl--;
+    if (tl >= base_len) {
+        snprintf(why, why_len, "the Nightscout address is too long");
+        return DIA_ERR_CONFIG;
+    }
+    memcpy(base, target, tl);
+    base[tl] = '\0';
+    const char *secret = dia_opt_str(o, "api-secret", NULL);
+    const char *token = dia_opt_str(o, "token", NULL);
+    if ((!secret || !secret[0]) && (!token || !token[0])) {
+        snprintf(why, why_len,
+                 "Nightscout needs api-secret= (or api-secret-file=) or token= (or token-file=) "
+                 "to accept uploads");
+        return DIA_ERR_CONFIG;
+    }
+    if (strcmp(dia_opt_str(o, "api", "v1"), "v3") == 0 && (!token || !token[0])) {
+        snprintf(why, why_len,
+                 "Nightscout API v3 accepts only access tokens: give token= (made in Admin "
+                 "Tools) or use api=v1 with api-secret=");
+        return DIA_ERR_CONFIG;
+    }
+    return DIA_OK;
+}
+
+static int ns_check(const struct dia_options *o, char *why, size_t why_len)
+{
+    char base[sizeof((struct ns_sink *)0)->base];
+    return ns_settings(o, base, sizeof base, why, why_len);
+}
+
+static int ns_open(struct dia_instance *in)
+{
     struct ns_sink *s = calloc(1, sizeof *s);
     if (!s)
         return DIA_ERR_NOMEM;
     s->in = in;
-    size_t tl = strcspn(target, "?#");
-    while (tl && target[tl - 1] == '/')
-        tl--;
-    if (tl >= sizeof s->base) {
-        dia_instance_error(in, "the Nightscout address is too long");
+    char why[400];
+    if (ns_settings(in->opts, s->base, sizeof s->base, why, sizeof why) != DIA_OK) {
+        dia_instance_error(in, "%s", why);
         ns_free(s);
         return DIA_ERR_CONFIG;
     }
-    memcpy(s->base, target, tl);
-    s->base[tl] = '\0';
-
     const char *secret = dia_opt_str(in->opts, "api-secret", NULL);
     const char *token = dia_opt_str(in->opts, "token", NULL);
     s->v3 = strcmp(dia_opt_str(in->opts, "api", "v1"), "v3") == 0;
-    if ((!secret || !secret[0]) && (!token || !token[0])) {
-        dia_instance_error(in, "Nightscout needs api-secret= (or api-secret-file=) or token= "
-                               "(or token-file=) to accept uploads");
-        ns_free(s);
-        return DIA_ERR_CONFIG;
-    }
-    if (s->v3 && (!token || !token[0])) {
-        dia_instance_error(in, "Nightscout API v3 accepts only access tokens: give token= "
-                               "(made in Admin Tools) or use api=v1 with api-secret=");
-        ns_free(s);
-        return DIA_ERR_CONFIG;
-    }
     if (secret && secret[0]) {
         char hash[41];
         if (dia_ns_secret_hash(secret, hash) != DIA_OK) {
@@ -629,6 +677,7 @@ const struct dia_sink_driver dia_sink_nightscout = {
     .target_help = "https://HOST[:PORT][/SUBPATH] of the Nightscout site",
     .options = nightscout_options,
     .default_batch = 500,
+    .check = ns_check,
     .open = ns_open,
     .send = ns_send,
     .close = ns_close,

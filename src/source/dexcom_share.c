@@ -30,22 +30,38 @@
  *     readings the phone uploaded late are picked up too.  Re-reads are free:
  *     record keys come from the account and WT only (DESIGN §3).
  *
+ * Pacing during outages.  A 5xx, a timeout, a DNS or TLS failure, an
+ * unreadable reply: the poll fails with DIA_ERR_TRANSIENT / DIA_ERR_TIMEOUT,
+ * and because the driver table says retries_in_place the supervisor keeps
+ * this driver open (and its session) and polls again when share_poll says:
+ * 1, 2, 4, then every 5 minutes, each plus up to a quarter more as jitter
+ * so that many followers behind one outage spread out.  Every poll makes
+ * at most one request while the server fails (a poll stops at the first
+ * failed request), so Share sees at most one request a minute during an
+ * outage and no login at all while the session lives.  open() makes no
+ * request: the first poll logs in, so an outage at start-up is paced the
+ * same way.  Only what needs a person (a rejected password, a lock-out, a
+ * wrong address) goes back to the supervisor, which then waits 30 minutes.
+ *
  * Wrong passwords.  Dexcom answers a wrong password — and a right password
  * on the wrong region's server — with the same HTTP 500 fault, and every
  * failed login counts toward a lock-out (spec §3.6, §4.3).  So a rejected
- * login is never retried quickly: open() and poll() return DIA_ERR_AUTH,
- * which makes the supervisor wait 30 minutes (core/daemon.c
- * BACKOFF_AUTH_MS) with exactly one open(), hence at most one login, per
- * wait.  The failure is also written to the journal, with a 16-bit salted
- * fingerprint of the settings, so that a restarted daemon does not try the
- * same password again before auth-retry= has passed unless the settings
- * changed.  (Sixteen bits are enough to notice a change and far too few to
+ * login is never retried quickly: open() (the gate below) and poll() (the
+ * login) return DIA_ERR_AUTH, which makes the supervisor wait 30 minutes
+ * (core/daemon.c BACKOFF_AUTH_MS) with exactly one open(), hence at most
+ * one login, per wait.  The failure is also written to the journal, with a
+ * 16-bit salted fingerprint of the settings, so that a restarted daemon does
+ * not try the same password again before auth-retry= has passed unless the
+ * settings changed.  (Sixteen bits are enough to notice a change and far too few to
  * help anyone guess the password from the journal.)  A lock-out is kept the
  * same way for SHARE_LOCKOUT_MS, whatever the password.
  *
- * Consolidation (DESIGN §6): record.sensor is sensor= (or patient=), so the
- * journal merges Share readings with the same sensor's receiver readings;
- * by default it is the account's own id.  device_id is a short hash of the
+ * Consolidation (DESIGN §6): record.sensor is sensor= (or patient=) named
+ * by proto/dexcom/sensor_group.c, the rule dexcom-usb follows too: a
+ * transmitter id, bare or not, becomes "dexcom:<ID>", the group a receiver
+ * of that transmitter uses by itself, so the journal merges the two.  Share
+ * does not tell which transmitter a reading came from, so without sensor=
+ * the group is the account's own id.  device_id is a short hash of the
  * Dexcom account id rather than the id itself, which need not travel to
  * every sink.
  *
@@ -72,6 +88,7 @@
 #include "core/options.h"
 #include "core/record.h"
 #include "io/http.h"
+#include "proto/dexcom/sensor_group.h"
 #include "source/dexcom_share.h"
 
 #define SHARE_DRIVER       "dexcom-share"
@@ -88,6 +105,8 @@
 #define SHARE_SESSION_RENEW  (8 * 60 * MINUTE_MS) /* xDrip's SESSION_ID_VALIDITY_TIME */
 #define SHARE_FULL_REREAD_MS (60 * MINUTE_MS)     /* pick up late uploads */
 #define SHARE_LOCKOUT_MS     (6 * 60 * MINUTE_MS) /* "back off for hours" (spec §4.3) */
+#define SHARE_BACKOFF_MAX_MS (5 * MINUTE_MS)      /* outage retries: the reading rhythm */
+#define SHARE_RENEW_RETRY_MS (30 * MINUTE_MS)     /* a failed renewal: the old session lives on */
 #define SHARE_WINDOW_MARGIN  10                   /* minutes read before the newest WT */
 #define SHARE_FEW_MINUTES    10                   /* the smallest window */
 
@@ -152,7 +171,11 @@ struct share {
     int64_t pending_wt_ms; /* newest WT in the batch last polled */
     int64_t last_full_ms;  /* driver clock of the last whole-window read */
     int late_polls;        /* polls since the next reading was due */
-    uint64_t account_fp;   /* who we log in as, where */
+    int failures_in_a_row; /* failed polls since the last good one (outage back-off) */
+    unsigned jitter_seed;
+    int64_t renew_retry_ms; /* driver clock: no renewal before this after one failed */
+    bool announced;         /* "following …" logged */
+    uint64_t account_fp;    /* who we log in as, where */
     long long time_scale;
     int64_t time_anchor;
     int64_t auth_retry_ms;
@@ -598,12 +621,12 @@ static int configure(struct dia_instance *src, struct share *s)
     }
     if (!sensor)
         sensor = patient;
-    if (sensor && (!sensor[0] || strlen(sensor) >= sizeof s->sensor)) {
+    /* A transmitter id names the group its receiver uses (sensor_group.h). */
+    if (sensor &&
+        (!sensor[0] || dexcom_sensor_group(sensor, NULL, s->sensor, sizeof s->sensor) != DIA_OK)) {
         dia_instance_error(src, "sensor= must be 1 to %zu characters", sizeof s->sensor - 1);
         return DIA_ERR_CONFIG;
     }
-    if (sensor)
-        snprintf(s->sensor, sizeof s->sensor, "%s", sensor);
 
     s->time_scale = dia_opt_int(src->opts, "time-scale", 1);
     s->time_anchor = dia_opt_int(src->opts, "time-anchor", 0);
@@ -630,6 +653,21 @@ static void share_free(struct share *s)
     dia_http_free(s->http);
     explicit_bzero(s, sizeof *s);
     free(s);
+}
+
+/* The start-up check: open()'s own configure(), which is pure, on a
+ * scratch instance that never runs. */
+static int share_check(const struct dia_options *opts, char *why, size_t why_len)
+{
+    struct dia_instance scratch = {.opts = opts};
+    struct share *s = calloc(1, sizeof *s);
+    if (!s)
+        return DIA_ERR_NOMEM;
+    int rc = configure(&scratch, s);
+    if (rc != DIA_OK)
+        snprintf(why, why_len, "%s", scratch.last_error);
+    share_free(s);
+    return rc;
 }
 
 static int share_open(struct dia_instance *src)
@@ -663,14 +701,13 @@ static int share_open(struct dia_instance *src)
         dia_instance_error(src, "cannot set up HTTP: %s", dia_strerror(rc));
         goto fail;
     }
-    rc = share_login(src, s);
-    if (rc != DIA_OK)
-        goto fail;
-    if (!s->sensor[0])
-        snprintf(s->sensor, sizeof s->sensor, "%s", s->device_id);
-    dia_info(src->name, "following %s as %s (sensor group \"%s\"), newest reading so far %s",
-             s->base_log, s->device_id, s->sensor,
-             s->last_wt_ms ? "known" : "none: reading the last 24 h");
+    /* No login here: the first poll logs in, so that a server that is down
+     * at start-up gets the paced retries of share_poll rather than the
+     * supervisor's quick reopen (see "Pacing during outages" above). */
+    uint32_t seed = 0;
+    if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+        seed = (uint32_t)dia_now_ms() ^ (uint32_t)(uintptr_t)s;
+    s->jitter_seed = seed;
     src->priv = s;
     return DIA_OK;
 fail:
@@ -726,28 +763,50 @@ static int64_t next_poll(struct share *s, int64_t now, bool got_new)
     return next;
 }
 
-static int share_poll(struct dia_instance *src, struct dia_batch *out, int64_t *next_ms)
+/* After the first login of this run: say what is followed, and as which group. */
+static void announce(struct dia_instance *src, struct share *s)
 {
-    struct share *s = src->priv;
+    if (s->announced)
+        return;
+    s->announced = true;
+    if (!s->sensor[0])
+        snprintf(s->sensor, sizeof s->sensor, "%s", s->device_id);
+    dia_info(src->name, "following %s as %s (sensor group \"%s\"), newest reading so far %s",
+             s->base_log, s->device_id, s->sensor,
+             s->last_wt_ms ? "known" : "none: reading the last 24 h");
+}
+
+/*
+ * One poll's requests.  While the server fails, the first failed request
+ * ends the poll, so a poll costs one request then.  *next_at is the next
+ * poll's time in the driver's clock, set on success.
+ */
+static int poll_once(struct dia_instance *src, struct share *s, struct dia_batch *out,
+                     int64_t *next_at)
+{
     int64_t now = share_now(s);
 
-    if (!s->session_id[0] || now - s->session_ms >= SHARE_SESSION_RENEW) {
+    bool renew =
+        s->session_id[0] && now - s->session_ms >= SHARE_SESSION_RENEW && now >= s->renew_retry_ms;
+    if (!s->session_id[0] || renew) {
         char old[DEXCOM_SHARE_UUID_LEN + 1];
         memcpy(old, s->session_id, sizeof old);
         int64_t old_ms = s->session_ms;
         int rc = share_login(src, s);
-        if (rc != DIA_OK && old[0] && rc != DIA_ERR_AUTH && rc != DIA_ERR_CONFIG) {
+        if (rc != DIA_OK && old[0] && (rc == DIA_ERR_TRANSIENT || rc == DIA_ERR_TIMEOUT)) {
             /* Renewal failed for a passing reason: the old session may
-             * still work; try the renewal again next poll. */
+             * still work.  Read with it from the next poll on (this one
+             * has had its request) and renew again later. */
             dia_warn(src->name, "session renewal failed (%s); keeping the current session",
                      src->last_error);
             memcpy(s->session_id, old, sizeof old);
             s->session_ms = old_ms;
-        } else if (rc != DIA_OK) {
-            explicit_bzero(old, sizeof old);
-            return rc;
+            s->renew_retry_ms = now + SHARE_RENEW_RETRY_MS;
         }
         explicit_bzero(old, sizeof old);
+        if (rc != DIA_OK)
+            return rc;
+        announce(src, s);
     }
 
     /* The window: everything since the newest reading we hold (the whole
@@ -780,7 +839,7 @@ static int share_poll(struct dia_instance *src, struct dia_batch *out, int64_t *
                  r.fault.code[0] ? r.fault.code : "HTTP 400");
         rc = share_login(src, s);
         if (rc != DIA_OK)
-            return rc;
+            return rc; /* a passing failure: the next poll logs in */
         rc = read_window(src, s, minutes, count, &r, &refused);
         if (refused) {
             s->session_id[0] = '\0';
@@ -824,6 +883,7 @@ static int share_poll(struct dia_instance *src, struct dia_batch *out, int64_t *
         dia_warn(src->name, "skipped %zu unreadable and %zu implausible readings; first: %s",
                  st.malformed, st.implausible, why);
 
+    announce(src, s); /* the group is known from the first login on */
     int64_t received = dia_now_ms();
     int64_t newest = s->last_wt_ms;
     for (size_t i = 0; i < n; i++) {
@@ -863,8 +923,45 @@ static int share_poll(struct dia_instance *src, struct dia_batch *out, int64_t *
         }
     }
     dia_debug(src->name, "read %d min / %d: %zu readings", minutes, count, n);
-    *next_ms = share_to_wall(s, next_poll(s, now, got_new));
+    *next_at = next_poll(s, now, got_new);
     return DIA_OK;
+}
+
+/*
+ * The pause after a passing failure (5xx, timeout, DNS, TLS, an unreadable
+ * reply): 1, 2, 4, then 5 minutes, each plus up to a quarter more.  The
+ * jitter only lengthens it, so the one-minute floor holds.  In the driver's
+ * clock, so that tests with time-scale= see the same pacing in simulated
+ * minutes.
+ */
+static int64_t failure_backoff(struct share *s)
+{
+    int64_t base = SHARE_MIN_INTERVAL;
+    for (int i = 1; i < s->failures_in_a_row && base < SHARE_BACKOFF_MAX_MS; i++)
+        base *= 2;
+    if (base > SHARE_BACKOFF_MAX_MS)
+        base = SHARE_BACKOFF_MAX_MS;
+    return base + (int64_t)(rand_r(&s->jitter_seed) % (unsigned)(base / 4 + 1));
+}
+
+static int share_poll(struct dia_instance *src, struct dia_batch *out, int64_t *next_ms)
+{
+    struct share *s = src->priv;
+    int64_t next_at = 0;
+    int rc = poll_once(src, s, out, &next_at);
+    if (rc == DIA_OK) {
+        if (s->failures_in_a_row)
+            dia_info(src->name, "Dexcom Share answers again after %d failed tries",
+                     s->failures_in_a_row);
+        s->failures_in_a_row = 0;
+        *next_ms = share_to_wall(s, next_at);
+    } else if (rc == DIA_ERR_TRANSIENT || rc == DIA_ERR_TIMEOUT) {
+        /* The supervisor keeps us open (retries_in_place) and comes back
+         * then; the session, if any, stays. */
+        s->failures_in_a_row++;
+        *next_ms = share_to_wall(s, share_now(s) + failure_backoff(s));
+    }
+    return rc;
 }
 
 static void share_committed(struct dia_instance *src, const struct dia_batch *batch)
@@ -885,8 +982,10 @@ const struct dia_source_driver dia_source_dexcom_share = {
     .description = "Dexcom Share cloud (follows the readings the Dexcom app uploads)",
     .target_help = "us | ous | jp (the Dexcom server region; \"eu\" means ous)",
     .options = share_options,
+    .check = share_check,
     .open = share_open,
     .poll = share_poll,
     .committed = share_committed,
     .close = share_close,
+    .retries_in_place = true,
 };

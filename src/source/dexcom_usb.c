@@ -83,15 +83,16 @@
 #include "core/options.h"
 #include "core/record.h"
 #include "io/serial.h"
+#include "proto/dexcom/sensor_group.h"
 #include "proto/dexcom_rx/dexcom_rx.h"
+#include "source/dexcom_usb.h"
 
 /* USB identity of every Dexcom receiver generation (spec §1.1). */
 #define RX_USB_VENDOR  0x22A3
 #define RX_USB_PRODUCT 0x0047
 #define RX_BAUD        115200 /* spec §1.2; ignored by CDC-ACM */
 
-#define READING_INTERVAL_S 300 /* one EGV every 5 minutes */
-#define SENSOR_PAIR_S      10  /* sensor and EGV records of one reading */
+#define SENSOR_PAIR_S 10 /* sensor and EGV records of one reading */
 
 static const struct dia_option_spec dexusb_options[] = {
     {.name = "since",
@@ -1012,14 +1013,27 @@ static int identify(struct dexusb *d)
     if (rc == DIA_OK &&
         dexcom_rx_parse_transmitter_id(f.payload, f.payload_len, d->transmitter) != DIA_OK)
         d->transmitter[0] = '\0';
-    const char *sensor = dia_opt_str(in->opts, "sensor", NULL);
-    if (sensor && sensor[0])
-        snprintf(d->sensor, sizeof d->sensor, "%s", sensor);
-    else if (d->transmitter[0])
-        snprintf(d->sensor, sizeof d->sensor, "dexcom:%s", d->transmitter);
-    else
-        d->sensor[0] = '\0'; /* the journal groups by receiver then */
+    /* The group Share and BLE sources of this transmitter name too; "" (no
+     * transmitter, no sensor=) makes the journal group by receiver. */
+    if (dexcom_sensor_group(dia_opt_str(in->opts, "sensor", NULL), d->transmitter, d->sensor,
+                            sizeof d->sensor) != DIA_OK) {
+        dia_instance_error(in, "sensor= is too long: at most %zu characters", sizeof d->sensor - 1);
+        return DIA_ERR_CONFIG;
+    }
     return DIA_OK;
+}
+
+/* The start-up check of the target; whether the tty exists is open()'s
+ * business (the receiver may be plugged in later). */
+static int dexusb_check(const struct dia_options *opts, char *why, size_t why_len)
+{
+    const char *target = opts->target;
+    if (!target || !target[0] || strcmp(target, "auto") == 0 || target[0] == '/')
+        return DIA_OK;
+    snprintf(why, why_len,
+             "the receiver's tty must be a full path such as /dev/ttyACM0, or auto to find it "
+             "by its USB id");
+    return DIA_ERR_CONFIG;
 }
 
 static int dexusb_open(struct dia_instance *src)
@@ -1082,25 +1096,34 @@ fail:
     return rc;
 }
 
+int64_t dexusb_next_poll(const struct dexusb_rhythm *r, int64_t newest_ms, int64_t now_ms,
+                         bool got_new, int *late_polls)
+{
+    if (newest_ms == 0)
+        return now_ms + DEXUSB_READING_INTERVAL_MS;
+    /* When the next reading should be there, in host time. */
+    int64_t due = newest_ms + DEXUSB_READING_INTERVAL_MS + r->poll_after_ms;
+    if (got_new)
+        *late_polls = 0;
+    if (due > now_ms)
+        return due;
+    (*late_polls)++;
+    if (*late_polls <= r->retries)
+        return now_ms + r->retry_ms;
+    /* Long gap (sensor off, out of range): stay in step with the slots. */
+    int64_t slot = DEXUSB_READING_INTERVAL_MS;
+    return due + ((now_ms - due) / slot + 1) * slot;
+}
+
 static int64_t next_poll_ms(struct dexusb *d, int64_t now, bool got_new)
 {
     if (d->poll_interval_s > 0)
         return now + d->poll_interval_s * 1000;
-    if (d->newest_egv == 0)
-        return now + READING_INTERVAL_S * 1000;
-    /* When the next reading should be there, in host time. */
-    int64_t due =
-        system_to_utc_ms(d, d->newest_egv) + (READING_INTERVAL_S + d->poll_after_s) * 1000;
-    if (got_new)
-        d->late_polls = 0;
-    if (due > now)
-        return due;
-    d->late_polls++;
-    if (d->late_polls <= d->retries)
-        return now + d->retry_s * 1000;
-    /* Long gap (sensor off, out of range): stay in step with the slots. */
-    int64_t slot = READING_INTERVAL_S * 1000;
-    return due + ((now - due) / slot + 1) * slot;
+    struct dexusb_rhythm r = {.poll_after_ms = d->poll_after_s * 1000,
+                              .retry_ms = d->retry_s * 1000,
+                              .retries = (int)d->retries};
+    int64_t newest = d->newest_egv ? system_to_utc_ms(d, d->newest_egv) : 0;
+    return dexusb_next_poll(&r, newest, now, got_new, &d->late_polls);
 }
 
 static int dexusb_poll(struct dia_instance *src, struct dia_batch *out, int64_t *next_ms)
@@ -1162,6 +1185,7 @@ const struct dia_source_driver dia_source_dexcom_usb = {
     .target_help = "the receiver's tty (/dev/ttyACM0, /dev/dexcom-receiver), or auto to find "
                    "it by USB id 22a3:0047",
     .options = dexusb_options,
+    .check = dexusb_check,
     .open = dexusb_open,
     .poll = dexusb_poll,
     .committed = dexusb_committed,

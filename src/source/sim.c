@@ -193,14 +193,26 @@ static void format_utc(int64_t utc_ms, char *buf, size_t len)
 
 /* ---- driver methods ---------------------------------------------------- */
 
-static int sim_open(struct dia_instance *src)
+/* What the schema cannot say: shared by the start-up check and open(). */
+static int sim_check(const struct dia_options *o, char *why, size_t why_len)
 {
-    long long history = dia_opt_duration(src->opts, "history", 86400);
-    if (history < 0) {
-        dia_instance_error(src, "option history: \"all\" is not possible for a simulation; "
-                                "give a duration such as 24h or 90d");
+    if (dia_opt_duration(o, "history", 86400) < 0) {
+        snprintf(why, why_len,
+                 "option history: \"all\" is not possible for a simulation; "
+                 "give a duration such as 24h or 90d");
         return DIA_ERR_CONFIG;
     }
+    return DIA_OK;
+}
+
+static int sim_open(struct dia_instance *src)
+{
+    char why[200];
+    if (sim_check(src->opts, why, sizeof why) != DIA_OK) {
+        dia_instance_error(src, "%s", why);
+        return DIA_ERR_CONFIG;
+    }
+    long long history = dia_opt_duration(src->opts, "history", 86400);
     struct sim *s = calloc(1, sizeof(*s));
     if (!s) {
         dia_instance_error(src, "out of memory");
@@ -480,6 +492,7 @@ const struct dia_source_driver dia_source_sim = {
     .description = "simulated patient: CGM readings, meals, boluses, temp basals, calibrations",
     .target_help = NULL,
     .options = sim_options,
+    .check = sim_check,
     .open = sim_open,
     .poll = sim_poll,
     .committed = sim_committed,

@@ -16,16 +16,34 @@ ARGS=(run --journal "$J" --log-level warning
       --source "sim,seed=3,speed=3000,history=48h,max-batch=64"
       --sink "jsonl:$OUT,batch=25,fsync=batch")
 
+# Records in the journal (0 before it exists; sqlite3 would create it).
+stored() { [ -s "$J" ] && sqlite3 "$J" "SELECT count(*) FROM records" 2>/dev/null || echo 0; }
+
+startup_kills=0
 for i in $(seq 1 "$KILLS"); do
+  before=$(stored)
   "$DIABRIDGE" "${ARGS[@]}" 2>>"$LOG" &
   pid=$!
   PIDS=("$pid")
-  # between 20 and 600 ms: during start-up, the history import, live polls
-  sleep "0.$(printf '%03d' $((RANDOM % 580 + 20)))"
+  if [ $((i % 6)) -eq 0 ]; then
+    # Every sixth kill in the first 150 ms: during start-up (opening and
+    # checking the journal), or wherever a fast machine already is.
+    sleep "0.$(printf '%03d' $((RANDOM % 150)))"
+    startup_kills=$((startup_kills + 1))
+  else
+    # The others once this run has committed something, i.e. is past
+    # start-up however slow the machine, then at a random point of the
+    # imports, live polls and deliveries that follow.  Every such run moves
+    # the import forward, so the history below is complete whatever the
+    # machine's speed.
+    wait_for "[ \$(stored) -gt $before ] || ! kill -0 $pid 2>/dev/null" 120 ||
+      fail "run $i stored nothing in 120 s"$'\n'"$(tail -5 "$LOG")"
+    sleep "0.$(printf '%03d' $((RANDOM % 400)))"
+  fi
   kill -9 "$pid" 2>/dev/null || fail "daemon exited before kill $i (see below)"$'\n'"$(tail -5 "$LOG")"
   wait "$pid" 2>/dev/null || true
 done
-pass "$KILLS SIGKILLs"
+pass "$KILLS SIGKILLs ($startup_kills during start-up, the rest mid-import and mid-delivery)"
 
 # One clean run with the sink alone (no source adding records meanwhile), to
 # let it deliver what the kills left behind; then SIGTERM.

@@ -103,7 +103,8 @@ logins=$(stat_of "$URL_normal" login_by_id)
   || fail "normal: $logins logins in $(((now - normal_start) / 60000)) minutes, want one per 8 h"
 [ "$(stat_of "$URL_normal" session_faults)" -eq 0 ] || fail "normal: session faults"
 row=$(sqlite3 "$WORK/normal.db" "SELECT json_extract(payload,'\$.origin'), sensor, json_extract(payload,'\$.driver') FROM records LIMIT 1")
-[ "$row" = "cloud|8GABCD|dexcom-share" ] || fail "normal: record fields: $row"
+# sensor=8GABCD names the group a receiver of transmitter 8GABCD uses
+[ "$row" = "cloud|dexcom:8GABCD|dexcom-share" ] || fail "normal: record fields: $row"
 # polls never faster than once a (simulated) minute: reads <= minutes elapsed
 reads=$(stat_of "$URL_normal" reads)
 mins=$(( ($(stat_of "$URL_normal" sim_now_ms) - normal_start) / 60000 ))
@@ -114,11 +115,16 @@ pass "normal: $n readings complete, $logins logins (renewed every 8 h), $reads r
 expiry_start=$(stat_of "$URL_expiry" anchor_ms)
 wait_for "[ \$(newest_wt expiry) -gt $((expiry_start + 3 * 3600000)) ]" 40 \
   || fail "expiry: did not get 3 h past start: $(tail -5 "$WORK/expiry.log")"
-faults=$(stat_of "$URL_expiry" session_faults)
-logins=$(stat_of "$URL_expiry" login_by_id)
+# Stop first: a poll finishes its fault → login → read before the daemon
+# exits, so no login is in flight when the counters are read, and read
+# them in one request so they belong to the same instant.
+kill -TERM "$DAEMON_expiry"
+wait "$DAEMON_expiry" || fail "expiry: daemon exit status $?"
+read -r faults logins auths < <(curl -sf "$URL_expiry/_sim/stats" \
+  | jq -r '"\(.session_faults) \(.login_by_id) \(.authenticate)"')
 [ "$faults" -ge 4 ] || fail "expiry: only $faults session faults in 3 h of 30-minute sessions"
 [ "$logins" -eq $((faults + 1)) ] || fail "expiry: $logins logins for $faults expiries, want $((faults + 1))"
-[ "$(stat_of "$URL_expiry" authenticate)" -eq 1 ] || fail "expiry: account id not kept"
+[ "$auths" -eq 1 ] || fail "expiry: account id not kept ($auths authentications)"
 n=$(check_complete expiry "$URL_expiry")
 pass "session expiry: $faults expiries, $logins logins, $n readings, no gap"
 
@@ -127,15 +133,34 @@ o_end=$(stat_of "$URL_outage" outage_end_ms)
 o_start=$(stat_of "$URL_outage" outage_start_ms)
 wait_for "[ \$(newest_wt outage) -gt $((o_end + 900000)) ]" 50 \
   || fail "outage: no recovery: $(tail -5 "$WORK/outage.log")"
-[ "$(stat_of "$URL_outage" outage_answers)" -ge 3 ] || fail "outage: the daemon did not notice the outage"
+read -r o_requests o_logins o_gap logins o_now < <(curl -sf "$URL_outage/_sim/stats" \
+  | jq -r '"\(.outage_answers) \(.outage_logins) \(.outage_min_gap_ms) \(.login_by_id) \(.sim_now_ms)"')
+o_mins=$(((o_end - o_start) / 60000))
+[ "$o_requests" -ge 3 ] || fail "outage: the daemon did not notice the outage"
 grep -q "HTTP 50[23]" "$WORK/outage.log" || fail "outage: no 5xx in the log"
+# Pacing, in simulated time: never two requests within a minute while Share
+# is down, and pauses growing to 5 minutes (1+2+4+5+5… ≈ 36 requests in 3 h).
+[ "$o_gap" -ge 60000 ] || fail "outage: two requests $o_gap simulated ms apart"
+[ "$o_requests" -le $((o_mins / 4 + 4)) ] \
+  || fail "outage: $o_requests requests in $o_mins simulated minutes: no growing back-off"
+# The session outlives the outage: no login during it, none because of it.
+[ "$o_logins" -eq 0 ] || fail "outage: $o_logins logins while Share was down"
+[ "$logins" -le $((1 + (o_now - $(stat_of "$URL_outage" anchor_ms)) / (8 * 3600000))) ] \
+  || fail "outage: $logins logins, want one per 8 h"
+# Handled in place: each failed request is a failure in status, the source
+# is never restarted (a restart would log in again).
+o_counters=$("$DIABRIDGE" status --journal "$WORK/outage.db" --json \
+  | jq -c '[.workers[] | select(.name == "dexcom-share") | .counters][0]')
+[ "$(jq .restarts <<<"$o_counters")" -eq 0 ] || fail "outage: the source was restarted: $o_counters"
+[ "$(jq .failures <<<"$o_counters")" -eq "$o_requests" ] \
+  || fail "outage: status counts $(jq .failures <<<"$o_counters") failures for $o_requests failed requests"
 n=$(check_complete outage "$URL_outage")
 in_gap=$(sqlite3 "$WORK/outage.db" "SELECT count(*) FROM records WHERE t_utc_ms >= $o_start AND t_utc_ms < $o_end")
 truth_gap=$(curl -sf "$URL_outage/_sim/readings?since_ms=$o_start&until_ms=$((o_end - 1))" | jq length)
 [ "$in_gap" -eq "$truth_gap" ] && [ "$in_gap" -ge 30 ] || fail "outage: $in_gap of $truth_gap gap readings"
-pass "outage: $in_gap readings from the 3-hour gap recovered, $n in all, no duplicates"
+pass "outage: $o_requests requests in $o_mins min (≥ $((o_gap / 1000)) s apart), no login; $in_gap gap readings recovered, $n in all, no duplicates"
 
-for d in normal expiry outage legacy; do
+for d in normal outage legacy; do
   pid_var="DAEMON_$d"
   kill -TERM "${!pid_var}"
   wait "${!pid_var}" || fail "$d: daemon exit status $?"

@@ -19,6 +19,12 @@ CAPTURE="$DATA/g4-studio-capture-alexandre-normand.csv"
 EXPECTED="$DATA/g4-studio-capture-expected.json"
 
 glucose_count() { jq -s '[.[] | select(.kind == "glucose")] | length' "$1" 2>/dev/null || echo 0; }
+# How long the daemon waits for one answer.  A truncated reply (a fault
+# below) costs one such wait before the command is sent again, so it is kept
+# short, but far above what even a sanitizer build on a busy machine needs
+# for an answer that does come: a spurious timeout would only mean a retry,
+# yet many of them could stall the import past the waits below.
+TIMEOUT_MS=1000
 
 # ---- 1. G4 capture ---------------------------------------------------------
 "$SIMBIN" dexcom-receiver --capture "$CAPTURE" --link "$WORK/rx-g4" --seed 3 \
@@ -29,19 +35,19 @@ wait_for "[ -s '$WORK/sim-g4.out' ] && [ -L '$WORK/rx-g4' ]" 10 || fail "simulat
 head -1 "$WORK/sim-g4.out" | grep -q '^/dev/' || fail "first line is not a pty path"
 
 "$DIABRIDGE" run --journal "$WORK/g4.db" \
-  --source "dexcom-usb:$WORK/rx-g4,since=all,poll-interval=1,timeout-ms=300" \
+  --source "dexcom-usb:$WORK/rx-g4,since=all,poll-interval=1,timeout-ms=$TIMEOUT_MS" \
   --sink "jsonl:$WORK/g4.jsonl" 2>"$WORK/daemon-g4.log" &
 daemon=$!
 PIDS+=($daemon)
 
 want=$(jq '[.records.egv[] | select((.display_only | not) and .glucose >= 20)] | length' "$EXPECTED")
 [ "$want" -eq 251 ] || fail "expected file changed: $want EGV readings"
-wait_for "[ \$(glucose_count '$WORK/g4.jsonl') -ge $want ]" 40 \
+wait_for "[ \$(glucose_count '$WORK/g4.jsonl') -ge $want ]" 90 \
   || fail "G4: $(glucose_count "$WORK/g4.jsonl") of $want readings arrived; $(tail -5 "$WORK/daemon-g4.log")"
 # a few more polls: re-reading the same pages must add nothing
 polls() { "$DIABRIDGE" status --journal "$WORK/g4.db" --json | jq '[.workers[] | select(.name == "dexcom-usb") | .counters.polls][0] // 0'; }
 p0=$(polls)
-wait_for "[ \$(polls) -ge $((p0 + 3)) ]" 20 || fail "G4: the daemon stopped polling"
+wait_for "[ \$(polls) -ge $((p0 + 3)) ]" 60 || fail "G4: the daemon stopped polling"
 kill -TERM $daemon
 wait $daemon || fail "G4: daemon exit status $?"
 
@@ -124,7 +130,7 @@ PIDS+=($sim)
 wait_for "[ -s '$WORK/sim-g6.out' ] && [ -L '$WORK/rx-g6' ]" 10 || fail "G6 simulator printed no pty"
 
 "$DIABRIDGE" run --journal "$WORK/g6.db" \
-  --source "dexcom-usb:$WORK/rx-g6,since=all,poll-interval=1,timeout-ms=300,max-pages=40" \
+  --source "dexcom-usb:$WORK/rx-g6,since=all,poll-interval=1,timeout-ms=$TIMEOUT_MS,max-pages=40" \
   --sink "jsonl:$WORK/g6.jsonl" 2>"$WORK/daemon-g6.log" &
 daemon=$!
 PIDS+=($daemon)
@@ -134,10 +140,14 @@ got_g6() {
   jq -r 'select(.kind == "glucose") | (.device_time | capture("^(M(?<m>[0-9]+) )?S(?<s>[0-9]+)")) as $t
          | "\($t.m // $t.s)|\(.mgdl)|\(if .backfilled then 1 else 0 end)"' "$WORK/g6.jsonl" 2>/dev/null | sort
 }
-# ... and for what the receiver stored.
-want_g6() { awk '$1 == "G" { print $2 "|" $3 "|" $4 }' "$WORK/truth.txt" | sort; }
-caught_up() {
-  want_g6 >"$WORK/g6-want.txt"
+# ... and for what the receiver stored (whole lines only: it is being written).
+want_g6() { awk '$1 == "G" && NF == 4 { print $2 "|" $3 "|" $4 }' "$WORK/truth.txt" | sort; }
+stored_g6() { awk '$1 == "G" && NF == 4' "$WORK/truth.txt" | wc -l; }
+# The receiver stores a new reading every 2.5 s, so "every stored reading
+# arrived" is checked against a snapshot of what was stored when the wait
+# began: a reading stored a moment ago need not have been read yet.
+snapshot_g6() { want_g6 >"$WORK/g6-want.txt"; }
+has_snapshot() {
   got_g6 >"$WORK/g6-got.txt"
   [ -s "$WORK/g6-want.txt" ] && [ "$(comm -23 "$WORK/g6-want.txt" "$WORK/g6-got.txt" | wc -l)" -eq 0 ]
 }
@@ -150,14 +160,17 @@ wait_slow() {
   done
   return 1
 }
-wait_for "grep -q 'simulated unplug' '$WORK/sim-g6.err'" 30 || fail "G6: the unplug did not happen"
-wait_slow caught_up 45 || fail "G6: $(comm -23 "$WORK/g6-want.txt" "$WORK/g6-got.txt" | wc -l) stored readings never arrived; $(tail -3 "$WORK/daemon-g6.log")"
+wait_for "grep -q 'simulated unplug' '$WORK/sim-g6.err'" 60 || fail "G6: the unplug did not happen"
+snapshot_g6 # what the receiver held when it was unplugged (and a little after)
+wait_slow has_snapshot 90 || fail "G6: $(comm -23 "$WORK/g6-want.txt" "$WORK/g6-got.txt" | wc -l) stored readings never arrived; $(tail -3 "$WORK/daemon-g6.log")"
 grep -q "unplugged" "$WORK/daemon-g6.log" || fail "G6: the daemon did not log the unplug"
-wait_for "[ \$(wc -l <'$WORK/sim-g6.out') -ge 2 ]" 10 || fail "G6: no new pty after the unplug"
-# after the unplug, new readings keep arriving: wait for two more
+wait_for "[ \$(wc -l <'$WORK/sim-g6.out') -ge 2 ]" 30 || fail "G6: no new pty after the unplug"
+# after the unplug, new readings keep arriving: two stored after the
+# snapshot above (so after the unplug) must arrive as well
 n1=$(wc -l <"$WORK/g6-want.txt")
-wait_slow "caught_up && [ \$(wc -l <'$WORK/g6-want.txt') -ge $((n1 + 2)) ]" 30 \
-  || fail "G6: no new readings after reconnecting"
+wait_for "[ \$(stored_g6) -ge $((n1 + 2)) ]" 60 || fail "G6: the receiver stored no new readings"
+snapshot_g6
+wait_slow has_snapshot 60 || fail "G6: no new readings after reconnecting; $(tail -3 "$WORK/daemon-g6.log")"
 pass "G6: recovered after the unplug; every stored reading arrived, including new ones"
 
 # Restart the daemon: it continues from the read positions committed with
@@ -165,13 +178,14 @@ pass "G6: recovered after the unplug; every stored reading arrived, including ne
 kill -TERM $daemon
 wait $daemon || fail "G6: daemon exit status $?"
 "$DIABRIDGE" run --journal "$WORK/g6.db" \
-  --source "dexcom-usb:$WORK/rx-g6,since=all,poll-interval=1,timeout-ms=300,trace-file=$WORK/trace.csv" \
+  --source "dexcom-usb:$WORK/rx-g6,since=all,poll-interval=1,timeout-ms=$TIMEOUT_MS,trace-file=$WORK/trace.csv" \
   --sink "jsonl:$WORK/g6.jsonl" 2>"$WORK/daemon-g6b.log" &
 daemon=$!
 PIDS+=($daemon)
-n2=$(wc -l <"$WORK/g6-want.txt")
-wait_slow "caught_up && [ \$(wc -l <'$WORK/g6-want.txt') -ge $((n2 + 2)) ]" 30 \
-  || fail "G6: no new readings after the restart"
+n2=$(stored_g6)
+wait_for "[ \$(stored_g6) -ge $((n2 + 2)) ]" 60 || fail "G6: the receiver stored no new readings"
+snapshot_g6
+wait_slow has_snapshot 60 || fail "G6: no new readings after the restart; $(tail -3 "$WORK/daemon-g6b.log")"
 page_reads=$(grep -c '^out,01 0C 00 11' "$WORK/trace.csv" || true)
 polls2=$(grep -c '^out,01 06 00 22' "$WORK/trace.csv" || true)
 [ "$page_reads" -le $((polls2 * 12 + 8)) ] \
@@ -181,9 +195,10 @@ dups=$("$DIABRIDGE" status --journal "$WORK/g6.db" --json \
 [ "$dups" = 0 ] || fail "G6: $dups duplicates offered to the journal after the restart"
 pass "G6: restart reads incrementally ($page_reads page requests in $polls2 polls, 0 duplicates)"
 
-# Nothing extra: the sink holds no reading the receiver did not store.
-want_g6 >"$WORK/g6-want.txt"
+# Nothing extra: the sink holds no reading the receiver did not store.  The
+# sink is read first: whatever it holds, the receiver had stored before.
 got_g6 >"$WORK/g6-got.txt"
+want_g6 >"$WORK/g6-want.txt"
 extra=$(comm -13 "$WORK/g6-want.txt" "$WORK/g6-got.txt" | wc -l)
 [ "$extra" -eq 0 ] || fail "G6: $extra readings the receiver never stored: $(comm -13 "$WORK/g6-want.txt" "$WORK/g6-got.txt" | head -3)"
 [ "$(uniq -d "$WORK/g6-got.txt" | wc -l)" -eq 0 ] || fail "G6: duplicated readings"

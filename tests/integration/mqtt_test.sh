@@ -201,4 +201,28 @@ kill -TERM $d; wait $d
 [ "$(cursor_of "$J4" bad)" -eq 0 ] || fail "the wrong-CA sink moved its cursor"
 grep -q '^tlsbad/' "$SUB" && fail "published through a broker the CA does not vouch for"
 pass "TLS (MQTT 5) with the test CA works; a wrong CA is refused with a clear error"
+
+# --- user:password@ in the broker address: used to log in, never shown --------
+J5="$WORK/ui.db"
+rc=0
+"$DIABRIDGE" run --journal "$J5" --check --sink "mqtt://u:SECRETPW@127.0.0.1:99999" \
+  >"$WORK/ui-check.log" 2>&1 || rc=$?
+[ $rc -eq 78 ] || fail "--check with port 99999: exit $rc, not 78: $(cat "$WORK/ui-check.log")"
+"$DIABRIDGE" run --journal "$J5" --sync normal --source "sim,seed=7,speed=600,history=1h" \
+  --sink "mqtt://u:SECRETPW@127.0.0.1:1/,name=dead" \
+  --sink "mqtt://cgmd:s3cret-pw@127.0.0.1:$PW,name=ui,topic=uitest" 2>"$WORK/ui.log" &
+d=$!
+PIDS+=($d)
+wait_for "[ \$(cursor_of '$J5' ui) -ge 12 ] && all_arrived '$J5' ui uitest" 20 \
+  || fail "login with user:password@ in the address: $(tail -3 "$WORK/ui.log")"
+wait_for "'$DIABRIDGE' status --journal '$J5' 2>/dev/null | grep -q 'cannot connect'" 15 \
+  || fail "the closed port is not reported: $("$DIABRIDGE" status --journal "$J5")"
+"$DIABRIDGE" status --journal "$J5" >"$WORK/ui-status.txt"
+"$DIABRIDGE" status --journal "$J5" --json >>"$WORK/ui-status.txt"
+kill -TERM $d; wait $d
+grep -q "u:<redacted>@127.0.0.1:1" "$WORK/ui.log" "$WORK/ui-status.txt" \
+  || fail "the address is not shown redacted: $(grep -h dead "$WORK/ui-status.txt")"
+! grep -q -e SECRETPW -e s3cret-pw "$WORK/ui.log" "$WORK/ui-status.txt" "$WORK/ui-check.log" \
+  || fail "a password from the broker address was printed"
+pass "user:password@ in the address logs in; passwords in addresses never printed"
 echo "1 passed, 0 failed"

@@ -206,12 +206,19 @@ start_ns crash
 CRASH_URL=$NS_URL
 J4="$WORK/crash.db"
 for i in $(seq 1 10); do
+  posts_before=$(n_stored "$CRASH_URL" posts)
   "$DIABRIDGE" run --journal "$J4" --log-level warning \
     --source "sim,seed=7,speed=3000,history=48h,max-batch=64" \
     --sink "nightscout+$CRASH_URL,api-secret=$SECRET,batch=25" 2>>"$WORK/crash.log" &
   pid=$!
   PIDS+=("$pid")
-  sleep "0.$(printf '%03d' $((RANDOM % 500 + 100)))"
+  # Mid-delivery: once this run's sink has begun posting (however long a
+  # loaded machine takes to get there), then at a random point of the
+  # batches that follow.  The sim adds a reading every 0.1 s, so there is
+  # always more to post.
+  wait_for "[ \$(n_stored '$CRASH_URL' posts) -gt $posts_before ] || ! kill -0 $pid 2>/dev/null" 120 ||
+    fail "crash: run $i posted nothing: $(tail -3 "$WORK/crash.log")"
+  sleep "0.$(printf '%03d' $((RANDOM % 300)))"
   kill -9 "$pid" 2>/dev/null || fail "daemon exited before kill $i: $(tail -3 "$WORK/crash.log")"
   wait "$pid" 2>/dev/null || true
 done

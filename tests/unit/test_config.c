@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/url.h"
 #include "testutil.h"
 
 static const char *write_file(const char *dir, const char *name, const char *text)
@@ -331,13 +332,255 @@ static void test_secret_sources(void **state)
     testutil_rmdir(dir);
 }
 
+/* ---- secrets inside URLs ---------------------------------------------------- */
+
+static void expect_display(const char *url, const char *want)
+{
+    char buf[512];
+    dia_url_display(url, buf, sizeof buf);
+    if (strcmp(buf, want) != 0)
+        fprintf(stderr, "display of %s: got %s\n", url, buf);
+    assert_string_equal(buf, want);
+}
+
+static void test_url_display(void **state)
+{
+    (void)state;
+    expect_display("mqtt://u:SECRETPW@broker:1883", "mqtt://u:<redacted>@broker:1883");
+    expect_display("https://a:b@c:SECRETPW@h/x", "https://a:<redacted>@h/x"); /* last @ */
+    expect_display("https://SECRETTOKEN@h/", "https://<redacted>@h/");        /* no colon */
+    expect_display("https://h/?token=SECRETTOKEN", "https://h/?token=<redacted>");
+    expect_display("https://h/p?a=1&API_SECRET=S1;access_token=S2#id_token=S3&x=y",
+                   "https://h/p?a=1&API_SECRET=<redacted>;access_token=<redacted>"
+                   "#id_token=<redacted>&x=y");
+    expect_display("http://h:8086/query?u=me&p=SECRETPW&db=cgm",
+                   "http://h:8086/query?u=me&p=<redacted>&db=cgm");
+    expect_display("https://h/?apikey=S&api-key=S&password=S&sig=S",
+                   "https://h/?apikey=<redacted>&api-key=<redacted>&password=<redacted>&sig="
+                   "<redacted>");
+    expect_display("/var/log/cgm.jsonl", "/var/log/cgm.jsonl");
+    expect_display("ous", "ous");
+    expect_display("mqtt://u:SECRETPW@h:99999", "mqtt://u:<redacted>@h:99999"); /* malformed */
+    /* a buffer too small cuts the display form, never reveals the secret */
+    for (size_t len = 0; len < 40; len++) {
+        char small[40];
+        memset(small, 'x', sizeof small);
+        dia_url_display("mqtt://user:SECRETPW@h/?token=SECRETPW", small, len);
+        if (len) {
+            assert_true(strlen(small) < len);
+            assert_null(strstr(small, "SECRET"));
+        }
+    }
+
+    /* URLs inside a sentence */
+    char out[512];
+    dia_text_redact_urls("cannot reach mqtt://u:SECRETPW@h:1 (refused); also "
+                         "\"https://h/?token=SECRETTOKEN\" and nightscout+https://k@h",
+                         out, sizeof out);
+    assert_null(strstr(out, "SECRET"));
+    assert_string_equal(out, "cannot reach mqtt://u:<redacted>@h:1 (refused); also "
+                             "\"https://h/?token=<redacted>\" and nightscout+https://<redacted>@h");
+    dia_text_redact_urls("no URL here: a:b@c", out, sizeof out);
+    assert_string_equal(out, "no URL here: a:b@c");
+    /* redacting twice changes nothing */
+    dia_text_redact_urls("mqtt://u:<redacted>@h", out, sizeof out);
+    assert_string_equal(out, "mqtt://u:<redacted>@h");
+}
+
+static void test_url_split(void **state)
+{
+    (void)state;
+    struct dia_url u;
+    char why[200];
+    assert_int_equal(dia_url_split("https://u:pw@[::1]:8443/ns/sub?x=1#f", &u, why, sizeof why),
+                     DIA_OK);
+    assert_int_equal(u.scheme_len, 5);
+    assert_int_equal(u.user_len, 1);
+    assert_int_equal(u.password_len, 2);
+    assert_int_equal(u.host_len, 3);
+    assert_memory_equal(u.host, "::1", 3);
+    assert_int_equal(u.port, 8443);
+    assert_int_equal(u.path_len, 7);
+    assert_int_equal(u.query_len, 3);
+    assert_string_equal(u.fragment, "f");
+    assert_int_equal(dia_url_split("http://h", &u, why, sizeof why), DIA_OK);
+    assert_int_equal(u.port, -1);
+    assert_null(u.user);
+    assert_null(u.query);
+
+    static const char *const bad[] = {
+        "h:8086",       "http://",   "http://:80/", "http://h:0",    "http://h:65536",
+        "http://h:80x", "http://h:", "http://[::1", "http://[::1]x", "http://h st/",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        assert_int_equal(dia_url_split(bad[i], &u, why, sizeof why), DIA_ERR_CONFIG);
+        assert_true(why[0]);
+    }
+    /* the reason never quotes the URL */
+    assert_int_equal(dia_url_split("http://u:SECRETPW@h:99999", &u, why, sizeof why),
+                     DIA_ERR_CONFIG);
+    assert_null(strstr(why, "SECRETPW"));
+    assert_non_null(strstr(why, "port"));
+}
+
+/* Load one config line (after a comment line) and validate it. */
+static int load_line(const char *line, char *err, size_t errlen, char *desc, size_t desclen)
+{
+    char *dir = testutil_tmpdir();
+    char text[1024];
+    snprintf(text, sizeof text, "# line 1\n%s\n", line);
+    const char *path = write_file(dir, "c.conf", text);
+    struct dia_config cfg;
+    dia_config_init(&cfg);
+    err[0] = '\0';
+    int rc = dia_config_load_file(&cfg, path, err, errlen);
+    if (rc == DIA_OK)
+        rc = dia_config_validate(&cfg, err, errlen);
+    if (rc == DIA_OK && desc) {
+        struct dia_instance_config *ic = cfg.nsinks ? &cfg.sinks[0] : &cfg.sources[0];
+        dia_options_describe(&ic->opts, desc, desclen);
+    }
+    if (rc != DIA_OK && !strstr(err, path)) {
+        fprintf(stderr, "no file name in: %s\n", err);
+        rc = DIA_ERR_ARG;
+    }
+    dia_config_free(&cfg);
+    testutil_rmdir(dir);
+    return rc;
+}
+
+/* Refused at start-up, naming line 2 and needle; secret never shown. */
+static void expect_refused(const char *line, const char *needle, const char *secret)
+{
+    char err[1024];
+    int rc = load_line(line, err, sizeof err, NULL, 0);
+    if (rc != DIA_ERR_CONFIG || !strstr(err, ":2:") || !strstr(err, needle) ||
+        (secret && strstr(err, secret)))
+        fprintf(stderr, "for \"%s\": rc %d, message: %s\n", line, rc, err);
+    assert_int_equal(rc, DIA_ERR_CONFIG);
+    assert_non_null(strstr(err, ":2:"));
+    assert_non_null(strstr(err, needle));
+    if (secret)
+        assert_null(strstr(err, secret));
+}
+
+static void expect_accepted(const char *line, const char *secret)
+{
+    char err[1024], desc[1024];
+    int rc = load_line(line, err, sizeof err, desc, sizeof desc);
+    if (rc != DIA_OK)
+        fprintf(stderr, "for \"%s\": %s\n", line, err);
+    assert_int_equal(rc, DIA_OK);
+    if (secret) {
+        assert_null(strstr(desc, secret));
+        assert_non_null(strstr(desc, "<redacted>"));
+    }
+}
+
+static void test_startup_checks(void **state)
+{
+    (void)state;
+    /* every driver: a good example */
+    expect_accepted("source sim,history=1h", NULL);
+    expect_accepted("source dexcom-usb", NULL);
+    expect_accepted("source dexcom-usb:/dev/ttyACM0", NULL);
+    expect_accepted("source dexcom-share:ous,username=me,password=SECRETPW", "SECRETPW");
+    expect_accepted("sink jsonl:/var/log/cgm.jsonl", NULL);
+    expect_accepted("sink jsonl:-", NULL);
+    expect_accepted("sink mqtt://broker.example:1883", NULL);
+    expect_accepted("sink mqtts://cgm:SECRETPW@[::1]:8883/", "SECRETPW");
+    expect_accepted("sink influx+http://db.example:8086,db=cgm,password=SECRETPW", "SECRETPW");
+    expect_accepted("sink influx+https://db.example,api=v2,org=o,bucket=b,token=SECRETTOKEN",
+                    "SECRETTOKEN");
+    expect_accepted("sink nightscout+https://ns.example.org/sub/,api-secret=SECRETSECRET",
+                    "SECRETSECRET");
+    expect_accepted("sink nightscout+http://127.0.0.1:1337,token=SECRETTOKEN,api=v3",
+                    "SECRETTOKEN");
+
+    /* the reviewer's examples, and their cousins */
+    expect_refused("sink mqtt://h:99999", "broker address", NULL);
+    expect_refused("sink mqtt://u:SECRETPW@h:99999", "mqtt://u:<redacted>@h", "SECRETPW");
+    expect_refused("sink mqtt:broker", "mqtt://HOST", NULL);
+    expect_refused("sink mqtt://h,ca-file=/etc/ca.pem", "mqtts://", NULL);
+    expect_refused("sink mqtt://u:SECRETPW@h,username=x", "one way", "SECRETPW");
+    expect_refused("sink influx+http://h:notaport,db=x", "port", NULL);
+    expect_refused("sink influx+http://h:8086", "db=", NULL);
+    expect_refused("sink influx+http://h:8086,api=v2,org=o,token=SECRETTOKEN",
+                   "bucket=", "SECRETTOKEN");
+    expect_refused("sink influx+ftp://u:SECRETPW@h,db=x", "http://", "SECRETPW");
+    expect_refused("source dexcom-share:mars,username=u,password=SECRETPW", "region", "SECRETPW");
+    expect_refused("source dexcom-share:us,username=u,password=SECRETPW,url=ftp://x",
+                   "url=", "SECRETPW");
+    expect_refused("sink nightscout+ftp://x,token=SECRETTOKEN", "https://", "SECRETTOKEN");
+    expect_refused("sink nightscout+https://ns.example.org", "api-secret=", NULL);
+    expect_refused("sink nightscout+https://h/?token=SECRETTOKEN", "token", "SECRETTOKEN");
+    expect_refused("sink nightscout+https://h:70000,token=SECRETTOKEN", "port", "SECRETTOKEN");
+    expect_refused("sink nightscout+https://h,api=v3,api-secret=SECRETSECRET", "v3",
+                   "SECRETSECRET");
+    expect_refused("sink jsonl:/var/log/", "folder", NULL);
+    expect_refused("sink jsonl+https://u:SECRETPW@h/", "file", "SECRETPW");
+    expect_refused("source dexcom-usb:ttyACM0", "/dev/ttyACM0", NULL);
+    expect_refused("source sim,history=all", "history", NULL);
+}
+
+/* A secret cut at an unquoted comma: the rest must not be printed. */
+static void test_split_secret(void **state)
+{
+    (void)state;
+    expect_refused("sink mqtt://h,password=hunter,SECRETREST", "password", "SECRETREST");
+    expect_refused("sink mqtt://h,name=m,password=hunter,SECRETREST", "double quotes",
+                   "SECRETREST");
+    expect_refused("sink mqtt://h,password=hunter,SECRETREST=x", "password", "SECRETREST");
+    expect_refused("source dexcom-share:us,username=u,password-env=HOME,SECRETREST", "password",
+                   "SECRETREST");
+    /* quoted, the comma is part of the password */
+    expect_accepted("sink mqtt://h,password=\"hunter,SECRETREST\"", "SECRETREST");
+    /* a spec whose head is broken is not echoed either */
+    char err[512];
+    struct dia_options o;
+    assert_int_equal(dia_options_parse(",password=SECRETPW", "t:1", &o, err, sizeof err),
+                     DIA_ERR_CONFIG);
+    assert_null(strstr(err, "SECRETPW"));
+    assert_int_equal(dia_options_parse("mqtt://u:SECRET\"PW@h,x=1", "t:1", &o, err, sizeof err),
+                     DIA_ERR_CONFIG);
+    assert_null(strstr(err, "SECRET"));
+    assert_non_null(strstr(err, "quote"));
+}
+
+/* The describe line of the start-up log and of `status`. */
+static void test_describe_redacts_targets(void **state)
+{
+    (void)state;
+    struct dia_options o;
+    char err[512], desc[1024];
+    static const char *const specs[] = {
+        "nightscout+https://ns.example.org/?token=SECRETTOKEN",
+        "mqtt://u:SECRETPW@broker:1883,topic=x",
+        "influx+http://h:8086/?u=me&p=SECRETPW,db=x",
+        "nightscout+https://ns.example.org/#access_token=SECRETTOKEN",
+        "dexcom-share,url=https://u:SECRETPW@share.example/,username=me",
+    };
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        assert_int_equal(dia_options_parse(specs[i], "t", &o, err, sizeof err), DIA_OK);
+        dia_options_describe(&o, desc, sizeof desc);
+        if (strstr(desc, "SECRET"))
+            fprintf(stderr, "describe: %s\n", desc);
+        assert_null(strstr(desc, "SECRET"));
+        assert_non_null(strstr(desc, "<redacted>"));
+        dia_options_free(&o);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_native_file),       cmocka_unit_test(test_native_errors),
         cmocka_unit_test(test_spec_grammar),      cmocka_unit_test(test_dexpy_sample),
         cmocka_unit_test(test_dexpy_environment), cmocka_unit_test(test_dexpy_errors),
-        cmocka_unit_test(test_secret_sources),
+        cmocka_unit_test(test_secret_sources),    cmocka_unit_test(test_url_display),
+        cmocka_unit_test(test_url_split),         cmocka_unit_test(test_startup_checks),
+        cmocka_unit_test(test_split_secret),      cmocka_unit_test(test_describe_redacts_targets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -87,8 +87,11 @@ static void test_timeout(void **state)
     assert_int_equal(dia_serial_read(s, b, sizeof b, 150, &k), DIA_ERR_TIMEOUT);
     int64_t took = dia_mono_ms() - t0;
     assert_int_equal(k, 0);
+    /* It waited its time, and then gave up rather than hang.  The upper
+     * bound only has to tell "timed out" from "hung", so it leaves room for
+     * a machine busy with other work. */
     assert_true(took >= 140);
-    assert_true(took < 2000);
+    assert_true(took < 10000);
     assert_non_null(strstr(dia_serial_errmsg(s), "no answer"));
     dia_serial_close(s);
     close(p.master);
@@ -102,12 +105,15 @@ static void test_flush_discards_stale_input(void **state)
     struct dia_serial *s = NULL;
     char err[256];
     assert_int_equal(dia_serial_open(p.path, 115200, &s, err, sizeof err), DIA_OK);
-    assert_int_equal(write(p.master, "stale", 5), 5);
-    usleep(50000);
-    assert_int_equal(dia_serial_flush(s), DIA_OK);
+    /* One write: once its first byte can be read, the rest of it has
+     * reached our side of the tty too (instead of sleeping and hoping). */
+    assert_int_equal(write(p.master, "stale!", 6), 6);
     uint8_t b[8];
     size_t k = 0;
-    assert_int_equal(dia_serial_read(s, b, sizeof b, 100, &k), DIA_ERR_TIMEOUT);
+    assert_int_equal(dia_serial_read(s, b, 1, 10000, &k), DIA_OK);
+    assert_int_equal(k, 1);
+    assert_int_equal(dia_serial_flush(s), DIA_OK);
+    assert_int_equal(dia_serial_read(s, b, sizeof b, 300, &k), DIA_ERR_TIMEOUT);
     dia_serial_close(s);
     close(p.master);
 }
@@ -123,9 +129,11 @@ static void test_unplug_is_disconnected(void **state)
     close(p.master); /* the cable is pulled */
     uint8_t b[8];
     size_t k = 0;
+    /* Noticed at once, not after the timeout: the timeout is far longer than
+     * the bound, which in turn is far longer than a loaded machine needs. */
     int64_t t0 = dia_mono_ms();
-    assert_int_equal(dia_serial_read(s, b, sizeof b, 2000, &k), DIA_ERR_DISCONNECTED);
-    assert_true(dia_mono_ms() - t0 < 1500); /* noticed at once, not after the timeout */
+    assert_int_equal(dia_serial_read(s, b, sizeof b, 60000, &k), DIA_ERR_DISCONNECTED);
+    assert_true(dia_mono_ms() - t0 < 10000);
     int rc = dia_serial_write_all(s, "x", 1, 500);
     assert_true(rc == DIA_ERR_DISCONNECTED || rc == DIA_OK); /* a pty may still buffer it */
     dia_serial_close(s);
