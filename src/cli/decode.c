@@ -64,6 +64,7 @@ static uint8_t *read_all(const char *path, size_t *len)
 
 int dia_verb_decode(int argc, char **argv)
 {
+    dia_cli_usage(decode_usage);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         fputs(decode_usage, stdout);
         list_codecs(stdout);

@@ -178,6 +178,7 @@ static int parse_when(const char *text, int64_t *ms)
 
 int dia_verb_export(int argc, char **argv)
 {
+    dia_cli_usage(export_usage);
     static const struct option longopts[] = {
         {"format", required_argument, NULL, 'f'}, {"since", required_argument, NULL, 's'},
         {"until", required_argument, NULL, 'u'},  {"journal", required_argument, NULL, 'j'},

@@ -3,6 +3,7 @@
 #include <ftw.h>
 #include <getopt.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,13 @@ void dia_print_version(void)
     printf("diabridge %s\n", DIA_VERSION);
 }
 
+static const char *verb_usage; /* the running verb's usage text */
+
+void dia_cli_usage(const char *usage_text)
+{
+    verb_usage = usage_text;
+}
+
 int dia_usage_error(const char *verb, const char *fmt, ...)
 {
     va_list ap;
@@ -28,7 +36,13 @@ int dia_usage_error(const char *verb, const char *fmt, ...)
     fprintf(stderr, "diabridge %s: ", verb);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nTry `diabridge %s --help`.\n", verb);
+    fputc('\n', stderr);
+    if (verb_usage) {
+        const char *end = strstr(verb_usage, "\n\n");
+        fprintf(stderr, "%.*s\n", (int)(end ? end - verb_usage : (ptrdiff_t)strlen(verb_usage)),
+                verb_usage);
+    }
+    fprintf(stderr, "Try `diabridge %s --help`.\n", verb);
     return DIA_EXIT_USAGE;
 }
 
@@ -149,6 +163,7 @@ static int run_configured(struct dia_config *cfg, const char *verb, bool check_o
 
 int dia_verb_run(int argc, char **argv)
 {
+    dia_cli_usage(run_usage);
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
         {"source", required_argument, NULL, OPT_SOURCE},
@@ -243,6 +258,7 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 
 int dia_verb_demo(int argc, char **argv)
 {
+    dia_cli_usage(demo_usage);
     static const struct option longopts[] = {
         {"speed", required_argument, NULL, OPT_SPEED},
         {"duration", required_argument, NULL, OPT_DURATION},

@@ -118,6 +118,7 @@ static int show_worker(const char *worker, const char *text, int64_t updated_ms,
 
 int dia_verb_status(int argc, char **argv)
 {
+    dia_cli_usage(status_usage);
     static const struct option longopts[] = {
         {"journal", required_argument, NULL, 'j'},
         {"json", no_argument, NULL, 'J'},

@@ -10,7 +10,10 @@ int dia_verb_export(int argc, char **argv);
 int dia_verb_status(int argc, char **argv);
 
 /* Shared by the verbs: "diabridge VERB: message" to stderr, then the
- * verb's usage hint; returns DIA_EXIT_USAGE. */
+ * synopsis of the usage text the verb registered with dia_cli_usage (its
+ * lines up to the first blank one) and a pointer to --help; returns
+ * DIA_EXIT_USAGE. */
+void dia_cli_usage(const char *usage_text);
 int dia_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* --version output, the same for every verb. */
 void dia_print_version(void);

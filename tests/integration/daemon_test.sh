@@ -105,13 +105,14 @@ for verb in run demo export status decode; do
   set -e
   [ $rc -eq 2 ] || fail "$verb with a bad option exited $rc, want 2"
   grep -q "no-such-option" "$WORK/err" || fail "$verb: message does not name the option"
+  grep -q "^usage: diabridge $verb" "$WORK/err" || fail "$verb: no usage message: $(cat "$WORK/err")"
 done
 set +e
 "$DIABRIDGE" frobnicate 2>/dev/null; [ $? -eq 2 ] || fail "unknown verb"
 "$DIABRIDGE" 2>/dev/null; [ $? -eq 2 ] || fail "no verb"
 "$DIABRIDGE" demo --speed fast 2>/dev/null; [ $? -eq 2 ] || fail "demo --speed fast"
 set -e
-pass "--help, --version and exit status 2 on every verb"
+pass "--help, --version, and a usage message with exit status 2 on every verb"
 
 printf 'journal %s/c.db\nsource sim,speed=60\nsink jsonl,fsync=sometimes\n' "$WORK" >"$WORK/bad.conf"
 set +e
