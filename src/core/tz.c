@@ -376,8 +376,11 @@ int dia_tz_local_to_utc(const struct dia_tz *tz, const struct dia_civil *local,
     if (wall > TZ_LIMIT_S || wall < -TZ_LIMIT_S)
         return DIA_ERR_ARG;
 
-    /* Candidates in order of UTC instant: [0] the earlier choice, [1] the later. */
-    int64_t cand[2] = {0, 0};
+    /* Candidates in order of UTC instant: [0] the earliest, [1] the latest.
+     * A zone whose offsets change several times in quick succession can make
+     * one wall time occur three or more times, so the candidate nearest the
+     * hint is tracked on its own rather than taken from the two ends. */
+    int64_t cand[2] = {0, 0}, nearest = 0;
     size_t found = 0;
     for (size_t i = 0; i < tz->noffs; i++) {
         int64_t u = wall - tz->offs[i];
@@ -387,6 +390,8 @@ int dia_tz_local_to_utc(const struct dia_tz *tz, const struct dia_civil *local,
             cand[0] = u;
         if (found == 0 || u > cand[1])
             cand[1] = u;
+        if (found == 0 || distance(u, hint_utc_s) < distance(nearest, hint_utc_s))
+            nearest = u;
         found++;
     }
     if (found == 1) {
@@ -415,6 +420,7 @@ int dia_tz_local_to_utc(const struct dia_tz *tz, const struct dia_civil *local,
         /* EARLIER reads with the offset before the change, LATER after it. */
         cand[0] = wall - zone_offset_at(tz, lo);
         cand[1] = wall - zone_offset_at(tz, hi);
+        nearest = distance(cand[1], hint_utc_s) < distance(cand[0], hint_utc_s) ? cand[1] : cand[0];
     }
     if (flags)
         *flags = what;
@@ -428,7 +434,7 @@ int dia_tz_local_to_utc(const struct dia_tz *tz, const struct dia_civil *local,
         pick = cand[1];
         break;
     case DIA_TZ_NEAREST:
-        pick = distance(cand[1], hint_utc_s) < distance(cand[0], hint_utc_s) ? cand[1] : cand[0];
+        pick = nearest;
         break;
     default:
         return DIA_ERR_IMPLAUSIBLE;

@@ -512,6 +512,29 @@ static void test_handmade_tables(void **state)
     dia_tz_free(tz);
 }
 
+/* Offsets that fall twice in an hour (+3 h, +2 h, +1 h) make one wall time
+ * occur three times.  EARLIER and LATER take the ends; NEAREST must be able to
+ * pick the middle one too (found by the tzif fuzzer). */
+static void test_three_occurrences(void **state)
+{
+    (void)state;
+    uint8_t buf[1024];
+    struct dia_tz *tz = NULL;
+    const int64_t at[] = {0, 3600};
+    const uint8_t idx[] = {1, 2};
+    const int32_t offs[] = {10800, 7200, 3600};
+    write_file("Triple", buf, build_tzif(buf, '2', 2, at, idx, 3, offs, ""));
+    assert_int_equal(dia_tz_load("Triple", &tz, NULL, 0), DIA_OK);
+    struct dia_civil wall = civil(1970, 1, 1, 2, 30, 0); /* at -1800, 1800 and 5400 UTC */
+    expect_local(tz, wall, DIA_TZ_EARLIER, 0, -1800, 10800, DIA_TZ_AMBIGUOUS);
+    expect_local(tz, wall, DIA_TZ_LATER, 0, 5400, 3600, DIA_TZ_AMBIGUOUS);
+    expect_local(tz, wall, DIA_TZ_NEAREST, 1800, 1800, 7200, DIA_TZ_AMBIGUOUS);
+    expect_local(tz, wall, DIA_TZ_NEAREST, -5000, -1800, 10800, DIA_TZ_AMBIGUOUS);
+    expect_local(tz, wall, DIA_TZ_NEAREST, 9000, 5400, 3600, DIA_TZ_AMBIGUOUS);
+    expect_reject(tz, wall, DIA_TZ_AMBIGUOUS);
+    dia_tz_free(tz);
+}
+
 static void expect_load_fails(const uint8_t *buf, size_t len, int want)
 {
     struct dia_tz *tz = NULL;
@@ -815,6 +838,7 @@ int main(void)
         cmocka_unit_test(test_invalid_names),
         cmocka_unit_test_setup_teardown(test_footer_rules, tzdir_setup, tzdir_teardown),
         cmocka_unit_test_setup_teardown(test_handmade_tables, tzdir_setup, tzdir_teardown),
+        cmocka_unit_test_setup_teardown(test_three_occurrences, tzdir_setup, tzdir_teardown),
         cmocka_unit_test_setup_teardown(test_truncated_file, tzdir_setup, tzdir_teardown),
         cmocka_unit_test_setup_teardown(test_garbled_file, tzdir_setup, tzdir_teardown),
         cmocka_unit_test_setup_teardown(test_utc_without_tzdata, tzdir_setup, tzdir_teardown),
