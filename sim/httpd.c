@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,4 +337,41 @@ void sim_httpd_close(struct sim_httpd *h)
         return;
     close(h->fd);
     /* connection threads may still run; the process is about to exit */
+}
+
+/* Set by SIGTERM or SIGINT; at file scope because a signal handler can reach
+ * nothing else. */
+static volatile sig_atomic_t serve_stop;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    serve_stop = 1;
+}
+
+int sim_httpd_serve(const char *who, int port, sim_http_handler handler, void *ctx,
+                    const char *banner)
+{
+    char err[256];
+    struct sim_httpd *h = sim_httpd_start(port, handler, ctx, err, sizeof err);
+    if (!h) {
+        fprintf(stderr, "%s: %s\n", who, err);
+        return 1;
+    }
+    struct sigaction sa = {.sa_handler = on_stop_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    printf("http://127.0.0.1:%d\n", sim_httpd_port(h));
+    fflush(stdout);
+    if (banner)
+        fprintf(stderr, "%s: %s\n", who, banner);
+    sim_httpd_run(h, &serve_stop);
+    sim_httpd_close(h);
+    /* Connection threads may still be inside a handler, using the server
+     * (sim_httpd_close cannot free it) and the simulator's state.  Both die
+     * with the process.  exit() would run exit handlers under those threads'
+     * feet, and under ASan report the state as leaked; _exit skips them. */
+    fflush(stdout);
+    _exit(0);
 }

@@ -52,6 +52,14 @@ int sim_httpd_port(const struct sim_httpd *h);
 void sim_httpd_run(struct sim_httpd *h, volatile sig_atomic_t *stop);
 void sim_httpd_close(struct sim_httpd *h);
 
+/* A simulator's whole serving life: listen on 127.0.0.1:port, print the URL on
+ * stdout (tests read the port from it), then banner (if not NULL) on stderr
+ * after "WHO: ", and serve until SIGTERM or SIGINT.  If it cannot listen it
+ * prints "WHO: why" on stderr and returns 1, for main to return.  Otherwise
+ * it never returns: the process ends with _exit(0) (see httpd.c for why). */
+int sim_httpd_serve(const char *who, int port, sim_http_handler handler, void *ctx,
+                    const char *banner);
+
 /* Case-insensitive header lookup; NULL when absent. */
 const char *sim_http_header(const struct sim_http_request *req, const char *name);
 /* URL-decoded query parameter; true when present. */

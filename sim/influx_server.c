@@ -90,7 +90,6 @@
 #include <jansson.h>
 #include <math.h>
 #include <openssl/evp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,13 +127,6 @@ struct isim {
     unsigned long requests, writes_ok, writes_refused, lines_rejected, auth_failures, faults_served,
         rewrites;
 };
-
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
 
 /* ---- answers ---------------------------------------------------------------- */
 
@@ -1284,24 +1276,7 @@ static int influx_main(int argc, char **argv)
     is.points = json_array();
     is.index = json_object();
     is.schema = json_object();
-    char err[256];
-    struct sim_httpd *h = sim_httpd_start(port, handle, &is, err, sizeof err);
-    if (!h) {
-        fprintf(stderr, "diabridge-sim influx-server: %s\n", err);
-        return 1;
-    }
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    printf("http://127.0.0.1:%d\n", sim_httpd_port(h));
-    fflush(stdout);
-    sim_httpd_run(h, &stop_flag);
-    sim_httpd_close(h);
-    /* Connection threads may still hold the server; the points die with the
-     * process.  Leave without exit handlers, which would report leaks. */
-    fflush(stdout);
-    _exit(0);
+    return sim_httpd_serve("diabridge-sim influx-server", port, handle, &is, NULL);
 }
 
 const struct dia_simulator dia_sim_influx_server = {

@@ -49,7 +49,6 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,13 +95,6 @@ struct nsim {
     size_t max_body, max_body_ds;
     unsigned long requests, posts, auth_failures, faults_served, too_large;
 };
-
-static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -306,58 +298,48 @@ static bool poisoned(struct nsim *ns, json_t *docs)
     return false;
 }
 
-static void post_entries(struct nsim *ns, json_t *docs, struct sim_http_response *res)
+/* The v1 POST of each collection stores one document (an object) and returns
+ * the stored document to echo back, borrowed. */
+typedef json_t *(*v1_store_fn)(struct nsim *ns, struct store *s, json_t *doc);
+
+static json_t *store_entry(struct nsim *ns, struct store *s, json_t *doc)
 {
-    struct store *s = &ns->st[C_ENTRIES];
-    json_t *out = json_array();
-    size_t i;
-    json_t *doc;
-    json_array_foreach(docs, i, doc)
-    {
-        if (!json_is_object(doc))
-            continue;
-        int64_t ms = dia_now_ms();
-        int offset = 0;
-        const char *ds = json_string_value(json_object_get(doc, "dateString"));
-        json_t *date = json_object_get(doc, "date");
-        int64_t parsed;
-        if (ds && dia_parse_time_ms(ds, &parsed) == DIA_OK) {
-            ms = parsed;
-            if (!zone_offset_min(ds, &offset))
-                offset = 0;
-            char utc[40];
-            iso_utc(ms, utc, sizeof utc);
-            json_object_set_new(doc, "dateString", json_string(utc));
-        } else if (json_is_number(date)) {
-            ms = (int64_t)json_number_value(date);
-        }
-        char systime[40];
-        iso_utc(ms, systime, sizeof systime);
-        json_object_set_new(doc, "sysTime", json_string(systime));
-        json_object_set_new(doc, "utcOffset", json_integer(offset));
-        json_object_set_new(doc, "mills", json_integer(ms));
-        const char *type = json_string_value(json_object_get(doc, "type"));
-        const char *id = json_string_value(json_object_get(doc, "identifier"));
-        if (!type) {
-            json_array_append(out, json_array_get(s->docs, store_insert(ns, s, doc)));
-            continue;
-        }
-        char key[160];
-        snprintf(key, sizeof key, "%s|%s", systime, type);
-        json_t *old = store_get(s, s->by_key, key);
-        if (old) {
-            json_object_update(old, doc); /* $set: merge */
-            if (id)
-                store_index(s, (size_t)json_integer_value(json_object_get(s->by_key, key)), NULL,
-                            id);
-            json_array_append(out, old);
-        } else {
-            size_t at = store_insert(ns, s, doc);
-            store_index(s, at, key, id);
-            json_array_append(out, doc);
-        }
+    int64_t ms = dia_now_ms();
+    int offset = 0;
+    const char *ds = json_string_value(json_object_get(doc, "dateString"));
+    json_t *date = json_object_get(doc, "date");
+    int64_t parsed;
+    if (ds && dia_parse_time_ms(ds, &parsed) == DIA_OK) {
+        ms = parsed;
+        if (!zone_offset_min(ds, &offset))
+            offset = 0;
+        char utc[40];
+        iso_utc(ms, utc, sizeof utc);
+        json_object_set_new(doc, "dateString", json_string(utc));
+    } else if (json_is_number(date)) {
+        ms = (int64_t)json_number_value(date);
     }
-    reply_json(res, 200, out);
+    char systime[40];
+    iso_utc(ms, systime, sizeof systime);
+    json_object_set_new(doc, "sysTime", json_string(systime));
+    json_object_set_new(doc, "utcOffset", json_integer(offset));
+    json_object_set_new(doc, "mills", json_integer(ms));
+    const char *type = json_string_value(json_object_get(doc, "type"));
+    const char *id = json_string_value(json_object_get(doc, "identifier"));
+    if (!type)
+        return json_array_get(s->docs, store_insert(ns, s, doc));
+    char key[160];
+    snprintf(key, sizeof key, "%s|%s", systime, type);
+    json_t *old = store_get(s, s->by_key, key);
+    if (old) {
+        json_object_update(old, doc); /* $set: merge */
+        if (id)
+            store_index(s, (size_t)json_integer_value(json_object_get(s->by_key, key)), NULL, id);
+        return old;
+    }
+    size_t at = store_insert(ns, s, doc);
+    store_index(s, at, key, id);
+    return doc;
 }
 
 static const char *const treatment_numbers[] = {"glucose",      "carbs",    "insulin",  "duration",
@@ -416,57 +398,58 @@ static void normalise_treatment(json_t *doc)
         json_object_set_new(doc, "isAnnouncement", json_true());
 }
 
-static void post_treatments(struct nsim *ns, json_t *docs, struct sim_http_response *res)
+static json_t *store_treatment(struct nsim *ns, struct store *s, json_t *doc)
 {
-    struct store *s = &ns->st[C_TREATMENTS];
-    json_t *out = json_array();
-    size_t i;
-    json_t *doc;
-    json_array_foreach(docs, i, doc)
-    {
-        if (!json_is_object(doc))
-            continue;
-        normalise_treatment(doc);
-        const char *id = json_string_value(json_object_get(doc, "identifier"));
-        char key[200];
-        treatment_key(doc, key, sizeof key);
-        /* replaceOne: filter identifier first, else (created_at, eventType) */
-        json_t *index = id ? s->by_id : s->by_key;
-        const char *k = id ? id : key;
-        json_t *at = json_object_get(index, k);
-        if (at) {
-            size_t pos = (size_t)json_integer_value(at);
-            json_t *old = json_array_get(s->docs, pos);
-            json_object_set(doc, "_id", json_object_get(old, "_id"));
-            json_array_set(s->docs, pos, doc);
-            json_array_append(out, doc);
-        } else {
-            size_t pos = store_insert(ns, s, doc);
-            store_index(s, pos, key, id);
-            json_array_append(out, doc);
-        }
+    normalise_treatment(doc);
+    const char *id = json_string_value(json_object_get(doc, "identifier"));
+    char key[200];
+    treatment_key(doc, key, sizeof key);
+    /* replaceOne: filter identifier first, else (created_at, eventType) */
+    json_t *index = id ? s->by_id : s->by_key;
+    const char *k = id ? id : key;
+    json_t *at = json_object_get(index, k);
+    if (at) {
+        size_t pos = (size_t)json_integer_value(at);
+        json_t *old = json_array_get(s->docs, pos);
+        json_object_set(doc, "_id", json_object_get(old, "_id"));
+        json_array_set(s->docs, pos, doc);
+    } else {
+        size_t pos = store_insert(ns, s, doc);
+        store_index(s, pos, key, id);
     }
-    reply_json(res, 200, out);
+    return doc;
 }
 
-static void post_devicestatus(struct nsim *ns, json_t *docs, struct sim_http_response *res)
+static json_t *store_devicestatus(struct nsim *ns, struct store *s, json_t *doc)
 {
-    struct store *s = &ns->st[C_DEVICESTATUS];
+    if (!json_object_get(doc, "created_at")) {
+        char iso[40];
+        iso_utc(dia_now_ms(), iso, sizeof iso);
+        json_object_set_new(doc, "created_at", json_string(iso));
+    }
+    const char *id = json_string_value(json_object_get(doc, "identifier"));
+    store_index(s, store_insert(ns, s, doc), NULL, id);
+    return doc;
+}
+
+static const v1_store_fn v1_store[C_COUNT] = {
+    [C_ENTRIES] = store_entry,
+    [C_TREATMENTS] = store_treatment,
+    [C_DEVICESTATUS] = store_devicestatus,
+};
+
+/* POST /api/v1/<coll>: store each object in docs, in order, skipping anything
+ * else, and answer with what was stored. */
+static void post_v1(struct nsim *ns, int coll, json_t *docs, struct sim_http_response *res)
+{
+    struct store *s = &ns->st[coll];
     json_t *out = json_array();
     size_t i;
     json_t *doc;
     json_array_foreach(docs, i, doc)
     {
-        if (!json_is_object(doc))
-            continue;
-        if (!json_object_get(doc, "created_at")) {
-            char iso[40];
-            iso_utc(dia_now_ms(), iso, sizeof iso);
-            json_object_set_new(doc, "created_at", json_string(iso));
-        }
-        const char *id = json_string_value(json_object_get(doc, "identifier"));
-        store_index(s, store_insert(ns, s, doc), NULL, id);
-        json_array_append(out, doc);
+        if (json_is_object(doc))
+            json_array_append(out, v1_store[coll](ns, s, doc));
     }
     reply_json(res, 200, out);
 }
@@ -892,12 +875,8 @@ static void handle(void *ctx, const struct sim_http_request *req, struct sim_htt
         post_v3(ns, c3, json_is_object(body) ? body : json_array_get(body, 0), res);
     } else if (c1 == C_ENTRIES && json_is_object(body) && !json_object_get(body, "date")) {
         reply_json(res, 200, json_array()); /* dropped silently, as 15.0.7 does */
-    } else if (c1 == C_ENTRIES) {
-        post_entries(ns, docs, res);
-    } else if (c1 == C_TREATMENTS) {
-        post_treatments(ns, docs, res);
     } else {
-        post_devicestatus(ns, docs, res);
+        post_v1(ns, c1, docs, res);
     }
     json_decref(docs);
     json_decref(body);
@@ -997,25 +976,7 @@ static int nightscout_main(int argc, char **argv)
         ns.st[c].by_key = json_object();
         ns.st[c].by_id = json_object();
     }
-    char err[256];
-    struct sim_httpd *h = sim_httpd_start(port, handle, &ns, err, sizeof err);
-    if (!h) {
-        fprintf(stderr, "diabridge-sim nightscout: %s\n", err);
-        return 1;
-    }
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    printf("http://127.0.0.1:%d\n", sim_httpd_port(h));
-    fflush(stdout);
-    sim_httpd_run(h, &stop_flag);
-    sim_httpd_close(h);
-    /* Connection threads may still hold the server (sim_httpd_close cannot
-     * free it); the documents die with the process.  Leave without exit
-     * handlers, which would report both as leaks. */
-    fflush(stdout);
-    _exit(0);
+    return sim_httpd_serve("diabridge-sim nightscout", port, handle, &ns, NULL);
 }
 
 const struct dia_simulator dia_sim_nightscout = {

@@ -44,7 +44,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,14 +119,6 @@ struct share_sim {
         int64_t outage_min_gap_ms, outage_last_ms;
     } stats;
 };
-
-static volatile sig_atomic_t stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
 
 static int64_t sim_now(const struct share_sim *s)
 {
@@ -613,23 +604,14 @@ static int share_server_main(int argc, char **argv)
     }
     generate(&s, start);
 
-    char err[256];
-    struct sim_httpd *h = sim_httpd_start((int)port, handle, &s, err, sizeof err);
-    if (!h) {
-        fprintf(stderr, "share-server: %s\n", err);
-        return 1;
-    }
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
-    printf("http://127.0.0.1:%d\n", sim_httpd_port(h));
-    fflush(stdout);
-    fprintf(stderr,
-            "share-server: scenario %s, speed %lldx, anchor %" PRId64 ", account %s, %zu readings "
-            "so far\n",
-            scenario_names[s.scenario], s.speed, s.anchor_ms, s.username, s.n);
-    sim_httpd_run(h, &stop_flag);
-    sim_httpd_close(h);
-    return 0;
+    char *banner; /* allocated: --username may be of any length */
+    if (asprintf(&banner,
+                 "scenario %s, speed %lldx, anchor %" PRId64 ", account %s, %zu readings so far",
+                 scenario_names[s.scenario], s.speed, s.anchor_ms, s.username, s.n) < 0)
+        banner = NULL;
+    int rc = sim_httpd_serve("share-server", (int)port, handle, &s, banner);
+    free(banner); /* reached only when it could not listen */
+    return rc;
 }
 
 const struct dia_simulator dia_sim_share_server = {

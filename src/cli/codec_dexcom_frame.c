@@ -28,6 +28,7 @@
 #include "cli/codecs.h"
 
 #include "core/err.h"
+#include "core/hex.h"
 #include "proto/dexcom_rx/dexcom_rx.h"
 
 #include <jansson.h>
@@ -60,17 +61,6 @@ static uint32_t le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static int hex_value(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Hex digits (spaces and tabs between bytes allowed) to bytes.
  * DIA_ERR_NOT_MINE for anything else, DIA_ERR_IMPLAUSIBLE when longer than
  * any frame can be. */
@@ -82,11 +72,11 @@ static int unhex_line(const uint8_t *p, const uint8_t *end, uint8_t *buf, size_t
             p++;
             continue;
         }
-        if (end - p < 2 || hex_value(p[0]) < 0 || hex_value(p[1]) < 0)
+        if (end - p < 2 || dia_hex_digit(p[0]) < 0 || dia_hex_digit(p[1]) < 0)
             return DIA_ERR_NOT_MINE;
         if (*n == cap)
             return DIA_ERR_IMPLAUSIBLE;
-        buf[(*n)++] = (uint8_t)(hex_value(p[0]) << 4 | hex_value(p[1]));
+        buf[(*n)++] = (uint8_t)(dia_hex_digit(p[0]) << 4 | dia_hex_digit(p[1]));
         p += 2;
     }
     return *n > 0 ? DIA_OK : DIA_ERR_TRUNCATED;

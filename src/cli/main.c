@@ -18,6 +18,7 @@ static const char usage[] =
     "  decode   decode a capture file with one of the protocol codecs, as JSON lines\n"
     "  export   write the journal as JSON lines, CSV or Nightscout JSON\n"
     "  status   show each source and sink: state, last success, backlog, counters\n"
+    "  dead-letters  records a sink refused for good; --retry sends them again\n"
     "\n"
     "`diabridge VERB --help` explains a verb's options; `--version` prints the version.\n";
 
@@ -25,8 +26,9 @@ static const struct {
     const char *name;
     int (*fn)(int, char **);
 } verbs[] = {
-    {"run", dia_verb_run},       {"demo", dia_verb_demo},     {"decode", dia_verb_decode},
-    {"export", dia_verb_export}, {"status", dia_verb_status},
+    {"run", dia_verb_run},       {"demo", dia_verb_demo},
+    {"decode", dia_verb_decode}, {"export", dia_verb_export},
+    {"status", dia_verb_status}, {"dead-letters", dia_verb_dead_letters},
 };
 
 int main(int argc, char **argv)

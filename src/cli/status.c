@@ -116,6 +116,13 @@ static int show_worker(const char *worker, const char *text, int64_t updated_ms,
     return 0;
 }
 
+static int count_dead(const struct dia_dead_letter *d, void *arg)
+{
+    (void)d;
+    ++*(long long *)arg;
+    return 0;
+}
+
 int dia_verb_status(int argc, char **argv)
 {
     dia_cli_usage(status_usage);
@@ -179,6 +186,12 @@ int dia_verb_status(int argc, char **argv)
         json_decref(o);
     } else if (x.n == 0) {
         printf("no daemon has run with this journal yet\n");
+    } else {
+        long long dead = 0;
+        if (dia_journal_dead_each(j, NULL, count_dead, &dead) == DIA_OK && dead > 0)
+            printf("%lld record%s refused for good by a sink (dead letters): "
+                   "`diabridge dead-letters` shows why and how to send them again\n",
+                   dead, dead == 1 ? "" : "s");
     }
     json_decref(x.all);
     dia_journal_close(j);

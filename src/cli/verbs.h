@@ -8,6 +8,7 @@ int dia_verb_demo(int argc, char **argv);
 int dia_verb_decode(int argc, char **argv);
 int dia_verb_export(int argc, char **argv);
 int dia_verb_status(int argc, char **argv);
+int dia_verb_dead_letters(int argc, char **argv);
 
 /* Shared by the verbs: "diabridge VERB: message" to stderr, then the
  * synopsis of the usage text the verb registered with dia_cli_usage (its

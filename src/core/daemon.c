@@ -349,6 +349,56 @@ static void *source_main(void *arg)
 
 /* ---- sink worker --------------------------------------------------------- */
 
+/*
+ * Dead letters the user asked to send again (`diabridge dead-letters
+ * --retry`, usually from another process, so this is checked on every pass
+ * rather than woken).  Delivered ones are removed; one refused again keeps
+ * its dead letter with the new reason.  Anything else (the server down)
+ * returns the error, and the requests stay for after the reconnect.
+ */
+static int deliver_retries(struct worker *w, const struct dia_sink_driver *drv,
+                           struct dia_record *recs, size_t max)
+{
+    for (;;) {
+        size_t n = 0;
+        int rc = dia_journal_read_retry(w->in.journal, w->in.name, recs, max, &n);
+        if (rc != DIA_OK) {
+            dia_instance_error(&w->in, "%s", dia_journal_errmsg(w->in.journal));
+            return rc;
+        }
+        if (n == 0)
+            return DIA_OK;
+        size_t acked = 0;
+        rc = drv->send(&w->in, recs, n, &acked);
+        if (acked > n)
+            acked = n;
+        for (size_t i = 0; i < acked; i++) {
+            int drc = dia_journal_retry_done(w->in.journal, w->in.name, recs[i].seq, NULL);
+            if (drc != DIA_OK) {
+                dia_instance_error(&w->in, "%s", dia_journal_errmsg(w->in.journal));
+                return drc;
+            }
+        }
+        if (acked > 0) {
+            dia_info(w->in.name, "delivered %zu dead-lettered record%s on another try", acked,
+                     acked == 1 ? "" : "s");
+            atomic_fetch_add(&w->in.counters.records, acked);
+        }
+        if (rc == DIA_OK)
+            continue;
+        if (rc != DIA_ERR_PERMANENT || acked >= n)
+            return rc;
+        const char *reason = w->in.last_error[0] ? w->in.last_error : "rejected";
+        dia_err(w->in.name, "record seq %lld (%s %s) refused again: %s", (long long)recs[acked].seq,
+                dia_kind_name(recs[acked].kind), recs[acked].key, reason);
+        int drc = dia_journal_retry_done(w->in.journal, w->in.name, recs[acked].seq, reason);
+        if (drc != DIA_OK) {
+            dia_instance_error(&w->in, "%s", dia_journal_errmsg(w->in.journal));
+            return drc;
+        }
+    }
+}
+
 static void *sink_main(void *arg)
 {
     struct worker *w = arg;
@@ -389,6 +439,9 @@ static void *sink_main(void *arg)
             pthread_mutex_lock(&w->d->hub.lock);
             seen = w->d->hub.version;
             pthread_mutex_unlock(&w->d->hub.lock);
+            rc = deliver_retries(w, drv, recs, max);
+            if (rc != DIA_OK)
+                break;
             size_t n = 0;
             rc = dia_journal_read(w->in.journal, cursor, recs, max, &n);
             if (rc != DIA_OK) {

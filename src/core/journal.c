@@ -90,8 +90,11 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS records_time ON records(t_utc_ms);"
     "CREATE TABLE IF NOT EXISTS sink_cursor(sink TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,"
     "  updated_ms INTEGER);"
+    /* retry = 1: the user asked (`diabridge dead-letters --retry`) for the
+     * record to be sent again; the sink's worker picks it up. */
     "CREATE TABLE IF NOT EXISTS dead_letter(id INTEGER PRIMARY KEY, sink TEXT NOT NULL,"
-    "  seq INTEGER NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL);"
+    "  seq INTEGER NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL,"
+    "  retry INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS source_state(owner TEXT NOT NULL, key TEXT NOT NULL,"
     "  value TEXT NOT NULL, PRIMARY KEY(owner, key));"
     "CREATE TABLE IF NOT EXISTS worker_status(worker TEXT PRIMARY KEY, json TEXT NOT NULL,"
@@ -249,6 +252,24 @@ static int exec_sql(struct dia_journal *j, const char *sql, const char *doing)
     return rc == SQLITE_OK ? DIA_OK : journal_fail(j, rc, doing);
 }
 
+/* Journals written before a column existed get it added; CREATE TABLE IF NOT
+ * EXISTS leaves an old table as it was. */
+static int upgrade_schema(struct dia_journal *j)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        j->db, "SELECT count(*) FROM pragma_table_info('dead_letter') WHERE name = 'retry'", -1,
+        &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "upgrading tables");
+    bool has_retry = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+    sqlite3_finalize(st);
+    if (has_retry)
+        return DIA_OK;
+    return exec_sql(j, "ALTER TABLE dead_letter ADD COLUMN retry INTEGER NOT NULL DEFAULT 0",
+                    "upgrading tables");
+}
+
 void dia_journal_close(struct dia_journal *j)
 {
     if (!j)
@@ -306,7 +327,8 @@ int dia_journal_open(const struct dia_journal_config *cfg, struct dia_journal **
             goto fail;
         if ((err = exec_sql(j, "BEGIN IMMEDIATE", "creating tables")) != DIA_OK)
             goto fail;
-        if ((err = exec_sql(j, schema_sql, "creating tables")) != DIA_OK) {
+        if ((err = exec_sql(j, schema_sql, "creating tables")) != DIA_OK ||
+            (err = upgrade_schema(j)) != DIA_OK) {
             sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
             goto fail;
         }
@@ -589,6 +611,120 @@ int dia_journal_dead_letter(struct dia_journal *j, const char *sink, int64_t seq
     return err;
 }
 
+int dia_journal_dead_each(struct dia_journal *j, const char *sink, dia_journal_dead_fn fn,
+                          void *arg)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db,
+                                "SELECT d.sink, d.seq, d.reason, d.at_ms, d.retry, r.kind,"
+                                " r.t_utc_ms, r.record_key, r.payload IS NOT NULL"
+                                " FROM dead_letter d LEFT JOIN records r ON r.seq = d.seq"
+                                " WHERE ?1 IS NULL OR d.sink = ?1 ORDER BY d.sink, d.seq",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "reading dead letters");
+    if (sink)
+        sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    int err = DIA_OK;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *kind = (const char *)sqlite3_column_text(st, 5);
+        const char *key = (const char *)sqlite3_column_text(st, 7);
+        struct dia_dead_letter d = {
+            .sink = (const char *)sqlite3_column_text(st, 0),
+            .seq = sqlite3_column_int64(st, 1),
+            .reason = (const char *)sqlite3_column_text(st, 2),
+            .at_ms = sqlite3_column_int64(st, 3),
+            .retry = sqlite3_column_int(st, 4) != 0,
+            .kind = kind ? kind : "",
+            .t_utc_ms = sqlite3_column_int64(st, 6),
+            .record_key = key ? key : "",
+            .sendable = sqlite3_column_int(st, 8) != 0,
+        };
+        if ((err = fn(&d, arg)) != 0)
+            break;
+    }
+    if (err == DIA_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = journal_fail(j, rc, "reading dead letters");
+    sqlite3_finalize(st);
+    return err;
+}
+
+int dia_journal_dead_retry(struct dia_journal *j, const char *sink, int64_t *count)
+{
+    *count = 0;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db,
+                                "UPDATE dead_letter SET retry = 1 WHERE retry = 0"
+                                " AND (?1 IS NULL OR sink = ?1)"
+                                " AND seq IN (SELECT seq FROM records WHERE payload IS NOT NULL)",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "marking dead letters for another try");
+    if (sink)
+        sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    int err = step_done(j, st, "marking dead letters for another try");
+    if (err == DIA_OK)
+        *count = sqlite3_changes(j->db);
+    sqlite3_finalize(st);
+    return err;
+}
+
+int dia_journal_read_retry(struct dia_journal *j, const char *sink, struct dia_record *out,
+                           size_t max, size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *st = NULL;
+    int rc =
+        sqlite3_prepare_v2(j->db,
+                           "SELECT DISTINCT r.seq, r.payload FROM dead_letter d"
+                           " JOIN records r ON r.seq = d.seq WHERE d.sink = ?1"
+                           " AND d.retry = 1 AND r.payload IS NOT NULL ORDER BY r.seq LIMIT ?2",
+                           -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "reading dead letters to send again");
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    int err = DIA_OK;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct dia_record *r = &out[*n];
+        const char *payload = (const char *)sqlite3_column_text(st, 1);
+        if (!payload || dia_record_from_json_text(payload, r) != DIA_OK) {
+            snprintf(j->errmsg, sizeof j->errmsg,
+                     "journal %s: record seq %lld cannot be read back (damaged payload)", j->path,
+                     (long long)sqlite3_column_int64(st, 0));
+            err = DIA_ERR_JOURNAL_CORRUPT;
+            break;
+        }
+        r->seq = sqlite3_column_int64(st, 0);
+        (*n)++;
+    }
+    if (err == DIA_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = journal_fail(j, rc, "reading dead letters to send again");
+    sqlite3_finalize(st);
+    return err;
+}
+
+int dia_journal_retry_done(struct dia_journal *j, const char *sink, int64_t seq,
+                           const char *refused_reason)
+{
+    sqlite3_stmt *st = NULL;
+    const char *sql = refused_reason ? "UPDATE dead_letter SET retry = 0, reason = ?3, at_ms = ?4"
+                                       " WHERE sink = ?1 AND seq = ?2"
+                                     : "DELETE FROM dead_letter WHERE sink = ?1 AND seq = ?2";
+    int rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "recording a dead letter's new try");
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq);
+    if (refused_reason) {
+        sqlite3_bind_text(st, 3, refused_reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, dia_now_ms());
+    }
+    int err = step_done(j, st, "recording a dead letter's new try");
+    sqlite3_finalize(st);
+    return err;
+}
+
 /* A one-off statement returning one integer.  Parameters: an optional text
  * ?1, then (when the SQL has one) an integer after it. */
 static int query_int64(struct dia_journal *j, const char *sql, const char *text_arg,
@@ -684,7 +820,8 @@ int dia_journal_prune(struct dia_journal *j, int64_t before_ms, const char *cons
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(j->db,
                                 "UPDATE records SET payload = NULL WHERE t_utc_ms < ?1"
-                                " AND seq <= ?2 AND payload IS NOT NULL",
+                                " AND seq <= ?2 AND payload IS NOT NULL"
+                                " AND seq NOT IN (SELECT seq FROM dead_letter)",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK)
         return journal_fail(j, rc, "applying retention");

@@ -93,6 +93,33 @@ int dia_journal_cursor_set(struct dia_journal *j, const char *sink, int64_t seq)
 /* Record a dead letter and move the cursor past it, atomically. */
 int dia_journal_dead_letter(struct dia_journal *j, const char *sink, int64_t seq,
                             const char *reason);
+/*
+ * Dead letters.  A record a sink refused for good stays in the journal (and
+ * is kept from retention) until it is delivered by another try, which the
+ * user asks for with `diabridge dead-letters --retry` once the cause is
+ * fixed.  The strings of a dia_dead_letter live until the callback returns.
+ */
+struct dia_dead_letter {
+    const char *sink, *reason, *kind, *record_key;
+    int64_t seq, at_ms, t_utc_ms;
+    bool retry;    /* another try is asked for and not made yet */
+    bool sendable; /* the record's payload is still stored */
+};
+typedef int (*dia_journal_dead_fn)(const struct dia_dead_letter *d, void *arg);
+/* Every dead letter of sink (NULL: of every sink), by sink and seq. */
+int dia_journal_dead_each(struct dia_journal *j, const char *sink, dia_journal_dead_fn fn,
+                          void *arg);
+/* Ask for another try of sink's dead letters (NULL: every sink's); *count
+ * receives how many were marked. */
+int dia_journal_dead_retry(struct dia_journal *j, const char *sink, int64_t *count);
+/* The sink worker's side: the records of its dead letters marked for
+ * another try, oldest first. */
+int dia_journal_read_retry(struct dia_journal *j, const char *sink, struct dia_record *out,
+                           size_t max, size_t *n);
+/* The outcome of that try: delivered (refused_reason NULL: the dead letter
+ * is removed) or refused again (reason and time updated, retry cleared). */
+int dia_journal_retry_done(struct dia_journal *j, const char *sink, int64_t seq,
+                           const char *refused_reason);
 /* Published records past the sink's cursor. */
 int dia_journal_backlog(struct dia_journal *j, const char *sink, int64_t *count);
 int64_t dia_journal_last_seq(struct dia_journal *j);
@@ -106,7 +133,8 @@ int dia_journal_each(struct dia_journal *j, int64_t since_ms, int64_t until_ms, 
 
 /*
  * Retention: delete records with t_utc_ms < before_ms that every sink in
- * sinks[] has already acknowledged (undelivered data is never deleted).
+ * sinks[] has already acknowledged (undelivered data is never deleted, and a
+ * dead-lettered record counts as undelivered).
  * *deleted receives the count.
  */
 int dia_journal_prune(struct dia_journal *j, int64_t before_ms, const char *const *sinks,

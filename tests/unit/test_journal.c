@@ -185,6 +185,141 @@ static void test_cursor_backlog_dead_letter(void **state)
     dia_batch_free(&b);
 }
 
+static int collect_dead(const struct dia_dead_letter *d, void *arg)
+{
+    struct dia_dead_letter *out = arg;
+    size_t i = 0;
+    while (out[i].sink)
+        i++;
+    if (i >= 7)
+        return 1;
+    out[i] = *d;
+    out[i].sink = strdup(d->sink);
+    out[i].reason = strdup(d->reason);
+    out[i].kind = strdup(d->kind);
+    out[i].record_key = strdup(d->record_key);
+    return 0;
+}
+
+static size_t dead_list(struct dia_journal *j, const char *sink, struct dia_dead_letter *out)
+{
+    for (size_t i = 0; i < 8; i++) {
+        free((char *)out[i].sink);
+        free((char *)out[i].reason);
+        free((char *)out[i].kind);
+        free((char *)out[i].record_key);
+    }
+    memset(out, 0, 8 * sizeof *out);
+    assert_int_equal(dia_journal_dead_each(j, sink, collect_dead, out), DIA_OK);
+    size_t n = 0;
+    while (out[n].sink)
+        n++;
+    return n;
+}
+
+/* A dead letter is listed, kept from retention, sent again when asked:
+ * removed once delivered, kept with the new reason when refused again. */
+static void test_dead_letter_retry(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch b;
+    dia_batch_init(&b);
+    for (int i = 0; i < 4; i++)
+        add_glucose(&b, "sim", "SIM1", "p", T0 + i * 5 * MIN_MS, 100 + i);
+    assert_int_equal(dia_journal_commit(f->j, "sim", &b, NULL), DIA_OK);
+    struct dia_record out[8];
+    assert_int_equal(read_all(f->j, 0, out, 8), 4);
+    assert_int_equal(dia_journal_dead_letter(f->j, "ix", out[0].seq, "type conflict"), DIA_OK);
+    assert_int_equal(dia_journal_dead_letter(f->j, "ix", out[2].seq, "type conflict"), DIA_OK);
+    assert_int_equal(dia_journal_dead_letter(f->j, "ns", out[1].seq, "HTTP 400"), DIA_OK);
+    assert_int_equal(dia_journal_cursor_set(f->j, "ix", out[3].seq), DIA_OK);
+    assert_int_equal(dia_journal_cursor_set(f->j, "ns", out[3].seq), DIA_OK);
+
+    struct dia_dead_letter dl[8] = {0};
+    assert_int_equal(dead_list(f->j, NULL, dl), 3);
+    assert_int_equal(dead_list(f->j, "ix", dl), 2);
+    assert_int_equal(dl[0].seq, out[0].seq);
+    assert_string_equal(dl[0].kind, "glucose");
+    assert_string_equal(dl[0].reason, "type conflict");
+    assert_int_equal(dl[0].t_utc_ms, T0);
+    assert_false(dl[0].retry);
+    assert_true(dl[0].sendable);
+
+    /* every sink has passed every record, yet retention keeps the three
+     * dead-lettered ones */
+    const char *sinks[] = {"ix", "ns"};
+    int64_t deleted = -1;
+    assert_int_equal(dia_journal_prune(f->j, T0 + 1000 * MIN_MS, sinks, 2, &deleted), DIA_OK);
+    assert_int_equal(deleted, 1);
+
+    /* nothing to send before it is asked for */
+    size_t n = 99;
+    assert_int_equal(dia_journal_read_retry(f->j, "ix", out, 8, &n), DIA_OK);
+    assert_int_equal(n, 0);
+    int64_t marked = -1;
+    assert_int_equal(dia_journal_dead_retry(f->j, "ix", &marked), DIA_OK);
+    assert_int_equal(marked, 2);
+    assert_int_equal(dia_journal_dead_retry(f->j, "ix", &marked), DIA_OK);
+    assert_int_equal(marked, 0); /* already asked */
+    assert_int_equal(dia_journal_read_retry(f->j, "ix", out, 8, &n), DIA_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(out[0].u.glucose.mgdl, 100);
+    assert_int_equal(out[1].u.glucose.mgdl, 102);
+    assert_int_equal(dia_journal_read_retry(f->j, "ns", out, 8, &n), DIA_OK);
+    assert_int_equal(n, 0); /* per sink */
+
+    /* the first is delivered, the second refused again */
+    int64_t first = out[0].seq, second = out[1].seq;
+    assert_int_equal(dia_journal_retry_done(f->j, "ix", first, NULL), DIA_OK);
+    assert_int_equal(dia_journal_retry_done(f->j, "ix", second, "still a conflict"), DIA_OK);
+    assert_int_equal(dia_journal_read_retry(f->j, "ix", out, 8, &n), DIA_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(dead_list(f->j, "ix", dl), 1);
+    assert_int_equal(dl[0].seq, second);
+    assert_string_equal(dl[0].reason, "still a conflict");
+    assert_false(dl[0].retry);
+    /* once delivered it is no longer kept from retention */
+    assert_int_equal(dia_journal_prune(f->j, T0 + 1000 * MIN_MS, sinks, 2, &deleted), DIA_OK);
+    assert_int_equal(deleted, 1);
+    assert_int_equal(dead_list(f->j, NULL, dl), 2);
+    dead_list(f->j, "none", dl); /* frees the copies */
+    dia_batch_free(&b);
+}
+
+/* A journal written before dead letters could be retried gains the column. */
+static void test_dead_letter_schema_upgrade(void **state)
+{
+    (void)state;
+    char *dir = testutil_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/old.db", dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE dead_letter(id INTEGER PRIMARY KEY, sink TEXT NOT"
+                                  " NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL, at_ms INTEGER"
+                                  " NOT NULL);"
+                                  "INSERT INTO dead_letter(sink, seq, reason, at_ms)"
+                                  " VALUES('ix', 7, 'old reason', 1);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    struct dia_journal_config jc = {.path = path};
+    struct dia_journal *j = NULL;
+    char err[512];
+    assert_int_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_OK);
+    struct dia_dead_letter dl[8] = {0};
+    assert_int_equal(dead_list(j, NULL, dl), 1);
+    assert_string_equal(dl[0].reason, "old reason");
+    assert_false(dl[0].sendable); /* no such record stored */
+    int64_t marked = -1;
+    assert_int_equal(dia_journal_dead_retry(j, NULL, &marked), DIA_OK);
+    assert_int_equal(marked, 0); /* nothing to send, so nothing marked */
+    dead_list(j, "none", dl);
+    dia_journal_close(j);
+    testutil_rmdir(dir);
+}
+
 /* Receiver and Share deliver the same reading seconds apart: one published. */
 static void test_consolidation_receiver_and_cloud(void **state)
 {
@@ -603,6 +738,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_read_and_reinsert_is_noop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_commits_with_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cursor_backlog_dead_letter, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_letter_retry, setup, teardown),
+        cmocka_unit_test(test_dead_letter_schema_upgrade),
         cmocka_unit_test_setup_teardown(test_consolidation_receiver_and_cloud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consolidation_keeps_every_observation, setup,
                                         teardown),
