@@ -1,7 +1,9 @@
 # Benchmark rows for the influx sink: influxd 1.6 on free loopback ports.
 influx_start() {
   local dir=$1 http rpc
-  http=$(bench_free_port); rpc=$(bench_free_port)
+  http=$(bench_free_port)
+  rpc=$(bench_free_port)
+  while [ "$rpc" = "$http" ]; do rpc=$(bench_free_port); done
   echo "$http" >"$dir/port"
   cat >"$dir/influxdb.conf" <<CONF
 reporting-disabled = true
