@@ -27,10 +27,17 @@
  * - Body limits: 50 MiB for entries and treatments, 1 MiB for devicestatus
  *   (§2.5a).  A 400 or 413 for a batch is answered by halving it until the
  *   one refused record is found; that record is dead-lettered with the
- *   reason and the rest goes on.
+ *   reason and the rest goes on, but only when the refusal is evidently
+ *   about that record (judge_refusal: a proxy that refuses everything must
+ *   not dead-letter everything).
  * - API v3 (§2.5) creates one document per POST; a repeat of an identifier
  *   is answered 200 isDeduplication.  Immutable fields are always sent with
- *   the same values.
+ *   the same values.  A 2xx counts only with v3's JSON answer naming the
+ *   stored identifier.
+ * - The access token is a credential wherever it appears: in ?token= (the
+ *   query, which no message shows) and in the path of the v3 token exchange,
+ *   /api/v2/authorization/request/TOKEN, which a redirect echoes back in its
+ *   Location.  Every URL and every error text we show passes ns_redact().
  *
  * The cursor advances only for the prefix of the batch Nightscout accepted
  * (send()'s *acked).  Records that came from a Nightscout source are never
@@ -49,10 +56,15 @@
 #include "io/http.h"
 #include "sink/nightscout_map.h"
 
-#define NS_JWT_RENEW_MS (10 * 60 * 1000) /* renew this long before it expires */
-#define NS_REDIRECTS    3
-#define NS_JSON_FLAGS   (JSON_COMPACT | JSON_REAL_PRECISION(10))
-#define NS_REASON_MAX   160
+#define NS_JWT_RENEW_MS   (10 * 60 * 1000) /* renew this long before it expires */
+#define NS_REDIRECTS      3
+#define NS_JSON_FLAGS     (JSON_COMPACT | JSON_REAL_PRECISION(10))
+#define NS_EXCERPT_MAX    100 /* characters of a server's answer quoted in a message */
+#define NS_TOKEN_EXCHANGE "/api/v2/authorization/request/"
+#define NS_BLOT           "…" /* what stands where a token was */
+#define NS_CHECK_ADDRESS                                                                           \
+    "check the address (http:// or https://, host, port, /subpath) and any proxy in front of "     \
+    "Nightscout"
 
 static const struct dia_option_spec nightscout_options[] = {
     {.name = "api-secret",
@@ -94,7 +106,8 @@ struct ns_sink {
     char base[1024]; /* scheme://host[:port][/subpath], no trailing slash */
     char secret_header[64];
     bool has_secret;
-    char *token; /* URL-encoded access token, or NULL */
+    char *token;           /* URL-encoded access token, or NULL */
+    const char *token_raw; /* the token as configured (in->opts), for redaction */
     bool v3;
     struct dia_http_tls tls;
     long timeout_ms;
@@ -103,6 +116,11 @@ struct ns_sink {
     bool devicestatus_check_refused; /* the token may not read devicestatus */
     /* the batch being sent */
     const struct dia_record *recs;
+    /* what this send() has seen, for judge_refusal() */
+    bool accepted;        /* the site stored documents of ours */
+    bool refusal_certain; /* the last refusal was about the documents themselves */
+    long refusal_status;  /* HTTP status of the last refusal */
+    char refusal_excerpt[NS_EXCERPT_MAX + 1];
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -134,7 +152,13 @@ static char *url_encode(const char *s)
     return out;
 }
 
-/* A short, printable excerpt of a response body for an error message. */
+/*
+ * A short, printable excerpt of a response body for an error message:
+ * Nightscout's "message" when it is Nightscout's error document, else the
+ * text of the page (its <title> when it has one) with the HTML tags left
+ * out, so that a proxy's page reads as a sentence: "400 The plain HTTP
+ * request was sent to HTTPS port".
+ */
 static void body_excerpt(const struct dia_http_response *res, char *buf, size_t len)
 {
     size_t n = 0;
@@ -142,12 +166,133 @@ static void body_excerpt(const struct dia_http_response *res, char *buf, size_t 
     json_t *j = json_loads(msg, JSON_DISABLE_EOF_CHECK, NULL);
     /* Nightscout errors: {"status":400,"message":"…"} */
     const char *m = j ? json_string_value(json_object_get(j, "message")) : NULL;
+    const char *title = m ? NULL : strcasestr(msg, "<title>");
     if (m)
         msg = m;
-    for (const char *p = msg; *p && n + 1 < len && n < NS_REASON_MAX; p++)
-        buf[n++] = isprint((unsigned char)*p) ? *p : ' ';
+    else if (title)
+        msg = title + strlen("<title>");
+    bool in_tag = false, space = true;
+    for (const char *p = msg; *p && n + 1 < len && n < NS_EXCERPT_MAX; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (!m && c == '<') {
+            if (title)
+                break; /* the end of the title */
+            in_tag = true;
+            continue;
+        }
+        if (in_tag) {
+            if (c == '>') {
+                in_tag = false;
+                c = ' ';
+            } else {
+                continue;
+            }
+        }
+        if (!isprint(c) || c == ' ') {
+            if (!space)
+                buf[n++] = ' ';
+            space = true;
+            continue;
+        }
+        buf[n++] = (char)c;
+        space = false;
+    }
+    while (n && buf[n - 1] == ' ')
+        n--;
     buf[n] = '\0';
     json_decref(j);
+}
+
+/* Overwrite every occurrence of needle in text with NS_BLOT (or, should
+ * needle be shorter than that, with as many '*'): text never grows. */
+static void blot(char *text, const char *needle)
+{
+    size_t nl = needle ? strlen(needle) : 0, bl = strlen(NS_BLOT);
+    if (!nl)
+        return;
+    for (char *p = strstr(text, needle); p; p = strstr(p, needle)) {
+        if (nl < bl) {
+            memset(p, '*', nl);
+            p += nl;
+            continue;
+        }
+        memcpy(p, NS_BLOT, bl);
+        memmove(p + bl, p + nl, strlen(p + nl) + 1);
+        p += bl;
+    }
+}
+
+/*
+ * Take the access token out of a text that may quote a URL (an error, a
+ * redirect target): the path segment after /api/v2/authorization/request/
+ * whatever its spelling (a server may re-encode it), and the token itself
+ * wherever else it stands.  The segment goes even when a cut text holds
+ * only its beginning.
+ */
+static void ns_redact(const struct ns_sink *s, char *text)
+{
+    size_t pl = strlen(NS_TOKEN_EXCHANGE);
+    for (char *p = strstr(text, NS_TOKEN_EXCHANGE); p; p = strstr(p, NS_TOKEN_EXCHANGE)) {
+        p += pl;
+        size_t seg = strcspn(p, "/?# \t\r\n\"'<>()");
+        if (seg) {
+            char saved = p[seg];
+            p[seg] = '\0';
+            char *copy = strdup(p);
+            p[seg] = saved;
+            if (copy) {
+                blot(p, copy);
+                explicit_bzero(copy, seg);
+                free(copy);
+            } else {
+                memset(p, '*', seg); /* out of memory: still no token */
+            }
+        }
+    }
+    blot(text, s->token);
+    blot(text, s->token_raw);
+}
+
+/* url as it may be shown: no userinfo, no query (dia_http_url_for_log),
+ * no token (ns_redact); redacted before it is cut to fit buf. */
+static void ns_url_for_log(const struct ns_sink *s, const char *url, char *buf, size_t len)
+{
+    size_t full = strlen(url) + 1;
+    char *plain = malloc(full);
+    if (!plain) {
+        snprintf(buf, len, "another address");
+        return;
+    }
+    dia_http_url_for_log(url, plain, full);
+    ns_redact(s, plain);
+    snprintf(buf, len, "%s", plain);
+    free(plain);
+}
+
+/*
+ * The site address a redirect points to: its Location without the path we
+ * asked for (https://host/sub/api/v1/entries → https://host/sub), so that
+ * the message can say what to configure.  false when the Location is not
+ * the same request at another address.
+ */
+static bool redirected_site(const struct ns_sink *s, const char *location, const char *path,
+                            char *buf, size_t len)
+{
+    size_t full = strlen(location) + 1;
+    char *plain = malloc(full);
+    if (!plain)
+        return false;
+    dia_http_url_for_log(location, plain, full);
+    size_t n = strlen(plain), pl = strlen(path);
+    bool same_request = strstr(plain, "://") && n > pl && strcmp(plain + n - pl, path) == 0;
+    if (same_request) {
+        plain[n - pl] = '\0';
+        ns_redact(s, plain);
+        snprintf(buf, len, "%s", plain);
+    }
+    explicit_bzero(plain, full);
+    free(plain);
+    return same_request;
 }
 
 /* scheme://host[:port][/path]?query, with ?token= for v1 */
@@ -165,25 +310,50 @@ static int build_url(struct ns_sink *s, const char *path, const char *query, cha
     return DIA_OK;
 }
 
+/* A request, as classify() needs to know it. */
+struct ns_call {
+    const char *what; /* for messages: "posting entries" */
+    const char *path; /* the path asked for, to recognise a redirect of the whole site */
+    bool documents;   /* it carried documents, so a 400 may be Nightscout judging them */
+};
+
 /*
- * Classify a finished request.  res->error and the messages never contain
- * the token or the secret (the URL is redacted by dia_http_url_for_log).
+ * Classify a finished request and say in the instance's error what went
+ * wrong and what to check.  Neither res->error nor any message carries the
+ * token or the secret: URLs go through ns_url_for_log / ns_redact.
  */
-static int classify(struct ns_sink *s, int rc, const struct dia_http_response *res,
-                    const char *what)
+static int classify(struct ns_sink *s, int rc, struct dia_http_response *res,
+                    const struct ns_call *call)
 {
     struct dia_instance *in = s->in;
+    const char *what = call->what;
+    ns_redact(s, res->error);
+    if (rc == DIA_ERR_TIMEOUT) {
+        atomic_fetch_add(&in->counters.timeouts, 1);
+        dia_instance_error(in,
+                           "%s: no answer within %ld s (%s); is the site up? A slow site may "
+                           "need a longer timeout=",
+                           what, s->timeout_ms / 1000, res->error[0] ? res->error : "timeout");
+        return rc;
+    }
+    if (rc == DIA_ERR_TRANSIENT) {
+        /* refused, reset, no such host: nothing answered at all */
+        dia_instance_error(in,
+                           "%s: the connection to the site failed (%s); check that the address is "
+                           "right (host, port, http:// or https://) and that the site is up",
+                           what, res->error[0] ? res->error : dia_strerror(rc));
+        return rc;
+    }
     if (rc != DIA_OK) {
-        if (rc == DIA_ERR_TIMEOUT)
-            atomic_fetch_add(&in->counters.timeouts, 1);
         dia_instance_error(in, "%s: %s", what, res->error[0] ? res->error : dia_strerror(rc));
         return rc;
     }
     long st = res->status;
     if (st >= 200 && st < 300)
         return DIA_OK;
-    char detail[NS_REASON_MAX + 1];
+    char detail[NS_EXCERPT_MAX + 1];
     body_excerpt(res, detail, sizeof detail);
+    ns_redact(s, detail);
     if (st == 401 || st == 403) {
         dia_instance_error(in,
                            "Nightscout rejected the secret/token (HTTP %ld on %s): check "
@@ -192,21 +362,43 @@ static int classify(struct ns_sink *s, int rc, const struct dia_http_response *r
                            st, what);
         return DIA_ERR_AUTH;
     }
-    if (st == 400 || st == 413 || st == 422) {
-        dia_instance_error(in, "Nightscout refused the record%s (HTTP %ld%s%s%s)",
-                           st == 413 ? " as too large" : "", st, detail[0] ? ": \"" : "", detail,
-                           detail[0] ? "\"" : "");
+    if ((st == 400 || st == 413 || st == 422) && call->documents) {
+        /* Possibly about these documents; judge_refusal() decides once the
+         * batch is split down to one record. */
+        s->refusal_certain = dia_ns_is_nightscout_error(res->body, res->body_len, st);
+        s->refusal_status = st;
+        snprintf(s->refusal_excerpt, sizeof s->refusal_excerpt, "%s", detail);
+        dia_instance_error(in, "%s refused the record%s (HTTP %ld%s%s%s)",
+                           s->refusal_certain ? "Nightscout" : "the site",
+                           st == 413 ? " as too large" : "", st,
+                           !detail[0]           ? ""
+                           : s->refusal_certain ? ": \""
+                                                : ", not a Nightscout answer: \"",
+                           detail, detail[0] ? "\"" : "");
         return DIA_ERR_PERMANENT;
     }
+    if (st == 400 || st == 413 || st == 422) {
+        /* a request without documents (the token exchange, a query) */
+        dia_instance_error(in, "%s: HTTP %ld%s%s%s; " NS_CHECK_ADDRESS, what, st,
+                           detail[0] ? " (\"" : "", detail, detail[0] ? "\")" : "");
+        return DIA_ERR_CONFIG;
+    }
     if (st >= 300 && st < 400) {
-        char where[200] = "another address";
+        char where[200] = "another address", site[200];
+        if (res->location && redirected_site(s, res->location, call->path, site, sizeof site)) {
+            dia_instance_error(in,
+                               "%s: HTTP %ld redirect to %s, not followed (the secret must not "
+                               "go to another address); if the site moved, put nightscout+%s "
+                               "in the configuration",
+                               what, st, site, site);
+            return DIA_ERR_CONFIG;
+        }
         if (res->location)
-            dia_http_url_for_log(res->location, where, sizeof where);
+            ns_url_for_log(s, res->location, where, sizeof where);
         dia_instance_error(in,
-                           "Nightscout redirected %s to %s, which diabridge does not follow "
-                           "(the secret must not go to another host); put the final address "
-                           "in the configuration",
-                           what, where);
+                           "%s: HTTP %ld redirect to %s, not followed (the secret must not go "
+                           "to another address); check the address in the configuration",
+                           what, st, where);
         return DIA_ERR_CONFIG;
     }
     if (st == 404 || st == 405) {
@@ -268,7 +460,8 @@ static int post_v1(struct ns_sink *s, enum dia_ns_collection coll, json_t *body)
     free(text);
     char what[96];
     snprintf(what, sizeof what, "posting %s", dia_ns_collection_name(coll));
-    rc = classify(s, rc, &res, what);
+    struct ns_call call = {.what = what, .path = path, .documents = true};
+    rc = classify(s, rc, &res, &call);
     if (rc == DIA_OK) {
         json_t *j = json_loadb(res.body, res.body_len, 0, NULL);
         if (!json_is_array(j)) {
@@ -277,6 +470,8 @@ static int post_v1(struct ns_sink *s, enum dia_ns_collection coll, json_t *body)
                                "documents); is a proxy or login page in the way?",
                                what);
             rc = DIA_ERR_TRANSIENT;
+        } else {
+            s->accepted = true;
         }
         json_decref(j);
     }
@@ -322,7 +517,8 @@ static int devicestatus_present(struct ns_sink *s, json_t *doc)
         dia_http_response_free(&res);
         return 0;
     }
-    rc = classify(s, rc, &res, "checking devicestatus");
+    struct ns_call call = {.what = "checking devicestatus", .path = "/api/v1/devicestatus.json"};
+    rc = classify(s, rc, &res, &call);
     if (rc == DIA_OK) {
         json_t *j = json_loadb(res.body, res.body_len, 0, NULL);
         if (!json_is_array(j)) {
@@ -411,21 +607,22 @@ static int ensure_jwt(struct ns_sink *s)
     char *path = malloc(plen);
     if (!path)
         return DIA_ERR_NOMEM;
-    snprintf(path, plen, "/api/v2/authorization/request/%s", s->token);
+    snprintf(path, plen, NS_TOKEN_EXCHANGE "%s", s->token);
     struct dia_http_response res;
     int rc = request(s, "GET", path, NULL, NULL, &res);
+    /* the path holds the token: classify() takes it out of res.error and
+     * of a redirect's Location before it shows either */
+    struct ns_call call = {.what = "exchanging the access token", .path = path};
+    rc = classify(s, rc, &res, &call);
     wipe_free(path);
-    /* res.error would quote the path, which holds the token: replace it */
-    if (rc != DIA_OK)
-        snprintf(res.error, sizeof res.error, "%s", dia_strerror(rc));
-    rc = classify(s, rc, &res, "exchanging the access token");
     if (rc == DIA_OK) {
         json_t *j = json_loadb(res.body, res.body_len, 0, NULL);
         const char *jwt = json_string_value(json_object_get(j, "token"));
         json_t *exp = json_object_get(j, "exp");
         if (!jwt || !json_is_integer(exp)) {
-            dia_instance_error(s->in, "exchanging the access token: Nightscout's answer has no "
-                                      "token and exp; is this Nightscout 13 or later?");
+            dia_instance_error(s->in, "exchanging the access token: the answer has no token and "
+                                      "exp; is a proxy or login page in the way, or is this "
+                                      "Nightscout older than 13?");
             rc = DIA_ERR_TRANSIENT;
         } else {
             size_t hl = strlen(jwt) + 32;
@@ -457,6 +654,7 @@ static int post_v3(struct ns_sink *s, enum dia_ns_collection coll, json_t *doc)
     if (rc != DIA_OK) {
         dia_instance_error(s->in, "cannot give a %s document the fields API v3 requires",
                            dia_ns_collection_name(coll));
+        s->refusal_certain = true; /* our own judgement: no server involved */
         return DIA_ERR_PERMANENT;
     }
     char *text = json_dumps(doc, NS_JSON_FLAGS);
@@ -469,7 +667,20 @@ static int post_v3(struct ns_sink *s, enum dia_ns_collection coll, json_t *doc)
         struct dia_http_response res;
         rc = request(s, "POST", path, NULL, text, &res);
         bool expired = rc == DIA_OK && res.status == 401 && attempt == 0;
-        rc = classify(s, rc, &res, what);
+        struct ns_call call = {.what = what, .path = path, .documents = true};
+        rc = classify(s, rc, &res, &call);
+        if (rc == DIA_OK && !dia_ns_v3_stored(res.body, res.body_len, res.status)) {
+            /* v1 has its JSON list, v3 its {status, identifier}: a 2xx
+             * without it came from something else (a captive portal, a
+             * proxy's page), and nothing may be stored */
+            dia_instance_error(s->in,
+                               "%s: the answer was not Nightscout's (no identifier of a stored "
+                               "document); is a proxy or login page in the way?",
+                               what);
+            rc = DIA_ERR_TRANSIENT;
+        } else if (rc == DIA_OK) {
+            s->accepted = true;
+        }
         dia_http_response_free(&res);
         if (!expired)
             break;
@@ -501,6 +712,58 @@ static int send_v3(struct ns_sink *s, const struct dia_record *recs, size_t n, s
         *acked = i + 1;
     }
     return DIA_OK;
+}
+
+/* ---- refusals ------------------------------------------------------------- */
+
+/*
+ * A 400 (or 413, 422) to a POST of documents, split down to record `bad`:
+ * is it Nightscout refusing that record, to be dead-lettered, or something
+ * in the way refusing everything, such as nginx's "The plain HTTP request
+ * was sent to HTTPS port" page for an http:// address?  Dead-lettering is
+ * final for the user (the record never reaches Nightscout unless someone
+ * retries it by hand), so it needs evidence that the refusal is about this
+ * record:
+ *   - the answer is Nightscout's own error document (a JSON object with
+ *     the status and a message, dia_ns_is_nightscout_error): Nightscout
+ *     read the documents and judged them; or
+ *   - the same site stored other documents of ours during this delivery:
+ *     it accepts documents, so it is this one it refuses.  When nothing was
+ *     stored yet (the bad record came first), the next records are tried
+ *     alone until one gets an answer; they are sent again in order later,
+ *     which deduplication absorbs.
+ * Without either, the site refuses whatever we send: a configuration error
+ * that says what to check, retried slowly, with nothing dead-lettered.
+ */
+static int judge_refusal(struct ns_sink *s, const struct dia_record *recs, size_t n, size_t bad)
+{
+    if (s->refusal_certain || s->accepted)
+        return DIA_ERR_PERMANENT;
+    char reason[sizeof s->in->last_error], excerpt[sizeof s->refusal_excerpt];
+    long status = s->refusal_status;
+    snprintf(reason, sizeof reason, "%s", s->in->last_error);
+    snprintf(excerpt, sizeof excerpt, "%s", s->refusal_excerpt);
+    for (size_t i = bad + 1; i < n && !s->accepted; i++) {
+        if (dia_instance_stopping(s->in))
+            return DIA_ERR_STOPPING;
+        size_t acked = 0;
+        /* a record with no Nightscout form sends nothing and answers DIA_OK */
+        int rc = s->v3 ? send_v3(s, recs + i, 1, &acked) : post_range_v1(s, i, i + 1);
+        if (rc == DIA_ERR_PERMANENT)
+            break; /* refused as well; refusal_certain says by whom */
+        if (rc != DIA_OK)
+            return rc; /* the site failed otherwise; that error stands */
+    }
+    if (s->accepted || s->refusal_certain) {
+        dia_instance_error(s->in, "%s", reason);
+        return DIA_ERR_PERMANENT;
+    }
+    dia_instance_error(
+        s->in,
+        "every request is refused (HTTP %ld, not by Nightscout: \"%.64s\"); " NS_CHECK_ADDRESS
+        "; no record was dead-lettered",
+        status, excerpt);
+    return DIA_ERR_CONFIG;
 }
 
 /* ---- driver methods ------------------------------------------------------- */
@@ -622,6 +885,7 @@ static int ns_open(struct dia_instance *in)
                                "such an API_SECRET, so it is probably not the right one");
     }
     if (token && token[0]) {
+        s->token_raw = token;
         s->token = url_encode(token);
         if (!s->token) {
             ns_free(s);
@@ -657,8 +921,13 @@ static int ns_send(struct dia_instance *in, const struct dia_record *recs, size_
     struct ns_sink *s = in->priv;
     *acked = 0;
     s->recs = recs;
+    s->accepted = s->refusal_certain = false;
+    s->refusal_status = 0;
+    s->refusal_excerpt[0] = '\0';
     int rc =
         s->v3 ? send_v3(s, recs, n, acked) : dia_ns_deliver_split(post_range_v1, s, 0, n, acked);
+    if (rc == DIA_ERR_PERMANENT && *acked < n)
+        rc = judge_refusal(s, recs, n, *acked);
     s->recs = NULL;
     if (rc == DIA_ERR_STOPPING)
         rc = DIA_ERR_TRANSIENT;

@@ -19,7 +19,8 @@
  *   computes it (§2.5), so v1 (15.x uses it first for treatments) and v3
  *   agree.  For entries, which have no eventType, the entry type takes its
  *   place: otherwise an sgv and a cal of one sensor at one instant would get
- *   the same identifier.
+ *   the same identifier.  Events that share an eventType add their own kind
+ *   for the same reason (set_event_identifier).
  * - `device` names where the record came from ("sim:SIM1"), never the
  *   uploader, so two uploaders of one device produce identical documents.
  * - Direction names are Nightscout's (NOT COMPUTABLE, RATE OUT OF RANGE,
@@ -366,11 +367,40 @@ static const char *event_type_for(int type)
     }
 }
 
+/*
+ * Nightscout has fewer eventTypes than devices have events: prime, time
+ * change, sensor condition, health and note events all become "Note", and
+ * every alarm an "Announcement".  Named only by device, time and eventType,
+ * two of them at the same millisecond (a prime and a time change; two alarms
+ * of one pump) would share an identifier and the second would replace the
+ * first.  For these shared eventTypes the identifier's name also carries the
+ * event's own kind and its device code, e.g. "sim:SIM1_<ms>_Note_prime".
+ * Nightscout keeps an identifier the client sends (API v3 only logs that it
+ * differs from its own computation), and 15.x deduplicates v1 treatments on
+ * it first, so both documents stay.  Events with an eventType of their own
+ * keep Nightscout's computation.
+ */
+static void set_event_identifier(json_t *o, const struct dia_record *r, const char *event_type)
+{
+    const struct dia_event *e = &r->u.event;
+    if (e->type != DIA_EVENT_ALARM && strcmp(event_type, "Note") != 0)
+        return;
+    char name[96];
+    if (e->code != DIA_ABSENT)
+        snprintf(name, sizeof name, "%s_%s_%d", event_type, dia_event_type_name(e->type),
+                 (int)e->code);
+    else
+        snprintf(name, sizeof name, "%s_%s", event_type, dia_event_type_name(e->type));
+    set_identifier(o, r, name);
+}
+
 static json_t *event_treatment(const struct dia_record *r)
 {
-    json_t *o = treatment(r, event_type_for(r->u.event.type));
+    const char *event_type = event_type_for(r->u.event.type);
+    json_t *o = treatment(r, event_type);
     if (!o)
         return NULL;
+    set_event_identifier(o, r, event_type);
     char notes[200];
     if (r->u.event.text[0])
         snprintf(notes, sizeof notes, "%s", r->u.event.text);
@@ -500,6 +530,39 @@ int dia_ns_to_v3(json_t *doc, enum dia_ns_collection coll)
     if (coll == DIA_NS_ENTRIES)
         json_object_del(doc, "sysTime");
     return DIA_OK;
+}
+
+/* ---- answers ------------------------------------------------------------- */
+
+/* Parsed body as a JSON object, or NULL (the body may contain NULs). */
+static json_t *reply_object(const char *body, size_t len)
+{
+    json_t *j = body ? json_loadb(body, len, 0, NULL) : NULL;
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+bool dia_ns_is_nightscout_error(const char *body, size_t len, long status)
+{
+    json_t *j = reply_object(body, len);
+    json_t *st = json_object_get(j, "status");
+    bool yes = json_is_integer(st) && json_integer_value(st) == status &&
+               json_is_string(json_object_get(j, "message"));
+    json_decref(j);
+    return yes;
+}
+
+bool dia_ns_v3_stored(const char *body, size_t len, long status)
+{
+    json_t *j = reply_object(body, len);
+    json_t *st = json_object_get(j, "status");
+    bool yes = j && json_is_string(json_object_get(j, "identifier")) &&
+               (!st || (json_is_integer(st) && json_integer_value(st) == status));
+    json_decref(j);
+    return yes;
 }
 
 /* ---- batch splitting ----------------------------------------------------- */

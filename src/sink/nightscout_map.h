@@ -12,6 +12,8 @@
 #define DIA_SINK_NIGHTSCOUT_MAP_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/record.h"
@@ -74,6 +76,22 @@ int dia_ns_secret_hash(const char *secret, char out[41]);
 bool dia_ns_from_nightscout(const struct dia_record *r);
 
 /*
+ * Whether an error answer is Nightscout's own: a JSON object whose `status`
+ * is the HTTP status and which has a `message`, as every Nightscout error
+ * is ({"status":400,"message":"Field utcOffset cannot be modified by the
+ * client"}).  A proxy's or web server's error page is not.
+ */
+bool dia_ns_is_nightscout_error(const char *body, size_t len, long status);
+
+/*
+ * Whether a 2xx answer to an API v3 POST says the document is stored:
+ * {"status":201,"identifier":…,"lastModified":…} for a new one,
+ * {"status":200,"identifier":…,"isDeduplication":true,…} for a repeat
+ * (§2.5).  A login page or a proxy's page answered with 200 is not.
+ */
+bool dia_ns_v3_stored(const char *body, size_t len, long status);
+
+/*
  * Batch splitting (pure, so it can be tested without a server).  post(ctx,
  * lo, hi) sends records [lo, hi) and returns DIA_OK, DIA_ERR_PERMANENT when
  * Nightscout refused the request because of its content (400, 413), or any
@@ -81,7 +99,8 @@ bool dia_ns_from_nightscout(const struct dia_record *r);
  * is refused is found.  *acked receives how many records from lo on were
  * accepted (a prefix); the return value is DIA_ERR_PERMANENT when
  * records[*acked] alone is refused, DIA_OK when all were accepted, or the
- * first other error.
+ * first other error.  Whether a refusal is really about that record (and
+ * not a proxy refusing everything) is for the caller to judge.
  */
 typedef int (*dia_ns_post_fn)(void *ctx, size_t lo, size_t hi);
 int dia_ns_deliver_split(dia_ns_post_fn post, void *ctx, size_t lo, size_t hi, size_t *acked);

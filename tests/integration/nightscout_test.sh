@@ -8,7 +8,13 @@
 #   - crash: SIGKILL mid-batch, restart → none missing, none duplicated;
 #   - wrong secret → nothing lost, reported in status; fixed → all arrives;
 #   - a refused record is isolated and dead-lettered, a too-large batch split;
-#   - a 90-day backlog is delivered.
+#   - a 90-day backlog is delivered;
+#   - against a stand-in for what sits in front of Nightscout: a redirect to
+#     https leaks no token, a proxy's 400 to everything dead-letters nothing,
+#     a v3 login page counts as nothing stored, a firewall's refusal of one
+#     record dead-letters that record only;
+#   - events sharing an eventType at one instant stay separate treatments;
+#   - refused and timed-out connections say what to check.
 # With NS_TEST_URL and NS_TEST_API_SECRET set, a smoke test also runs against
 # that real Nightscout (skipped otherwise).
 source "$(dirname "$0")/lib.bash"
@@ -310,6 +316,221 @@ if [ -n "${NS_TEST_URL:-}" ] && [ -n "${NS_TEST_API_SECRET:-}" ]; then
 else
   echo "skip: NS_TEST_URL / NS_TEST_API_SECRET not set, no real Nightscout smoke test"
 fi
+
+# --- 9. what sits in front of Nightscout in the field ------------------------
+# A small stand-in site (Python standard library), for what the fake
+# Nightscout does not do: redirect every request to https (a site that
+# moved), answer 400 with nginx's page to everything (an http:// address
+# sent to an https port), answer 200 with a login page (a captive portal),
+# or refuse some documents with an HTML page (a web application firewall).
+cat >"$WORK/odd_site.py" <<'PY'
+import http.server, json, sys, threading, time
+
+mode = sys.argv[1]
+blocked = [k for k in (sys.argv[2] if len(sys.argv) > 2 else "").split(",") if k]
+NGINX_400 = (b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title>"
+             b"</head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>The "
+             b"plain HTTP request was sent to HTTPS port</center>\r\n<hr><center>nginx</center>"
+             b"\r\n</body>\r\n</html>\r\n")
+LOGIN = b"<html><body><h1>Welcome</h1><p>Please sign in to continue.</p></body></html>"
+BLOCKED = b"<html><body><h1>Request blocked</h1></body></html>"
+lock = threading.Lock()
+stored = {}  # identifier -> document (waf)
+
+class Site(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body, ctype="application/json", headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def any(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.path == "/_ids":
+            with lock:
+                return self.answer(200, json.dumps(sorted(stored)).encode())
+        if mode == "redirect":
+            where = "https://%s%s" % (self.headers.get("Host"), self.path)
+            return self.answer(301, b"<html>Moved</html>", "text/html", [("Location", where)])
+        if mode == "html400":
+            return self.answer(400, NGINX_400, "text/html")
+        if self.path.startswith("/api/v2/authorization/request/"):
+            jwt = {"token": "odd.jwt", "exp": int(time.time()) + 3600}
+            return self.answer(200, json.dumps(jwt).encode())
+        if mode == "portal":
+            return self.answer(200, LOGIN, "text/html")
+        if mode == "waf":
+            if self.command != "POST":
+                return self.answer(200, b"[]")
+            if any(k.encode() in body for k in blocked):
+                return self.answer(400, BLOCKED, "text/html")
+            docs = json.loads(body)
+            with lock:
+                for doc in docs:
+                    stored[doc["identifier"]] = doc
+            return self.answer(200, json.dumps(docs).encode())
+        return self.answer(404, b"{}")
+
+    do_GET = do_POST = any
+
+site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+print("http://127.0.0.1:%d" % site.server_address[1], flush=True)
+site.serve_forever()
+PY
+
+start_odd() { # NAME MODE [BLOCKED-KEYS]: sets ODD_URL
+  python3 "$WORK/odd_site.py" "$2" "${3:-}" >"$WORK/$1.url" 2>"$WORK/$1.err" &
+  PIDS+=("$!")
+  wait_for "[ -s '$WORK/$1.url' ]" 10 || fail "stand-in site $1 did not start"
+  ODD_URL=$(head -1 "$WORK/$1.url")
+}
+# odd_start NAME SINK: the daemon alone with SINK, on a fresh copy of $J9
+odd_start() {
+  sqlite3 "$J9" ".backup '$WORK/$1.db'"
+  "$DIABRIDGE" run --journal "$WORK/$1.db" --log-level info --sink "$2" 2>"$WORK/$1.log" &
+  ODD_PID=$!
+  PIDS+=("$ODD_PID")
+}
+status_of() { "$DIABRIDGE" status --journal "$WORK/$1.db" 2>&1; }
+dead_letters() { sqlite3 "$WORK/$1.db" "SELECT count(*) FROM dead_letter"; }
+cursor_of() { sqlite3 "$WORK/$1.db" "SELECT coalesce(max(last_seq),0) FROM sink_cursor WHERE sink='nightscout'"; }
+
+J9="$WORK/odd.db"
+"$DIABRIDGE" run --journal "$J9" --log-level warning --source "sim,seed=11,history=6h" 2>/dev/null &
+d=$!
+PIDS+=("$d")
+wait_for "[ \$(sqlite3 '$J9' \"SELECT count(*) FROM records WHERE kind='glucose'\" 2>/dev/null || echo 0) -gt 60 ]" 60 ||
+  fail "odd: no records"
+stop_pid $d
+
+# 9a. A site that redirects http → https: the v3 token exchange carries the
+# access token in its path, and the redirect echoes it back.
+TOKEN_SECRET_PART=${TOKEN##*-}
+start_odd redirect redirect
+for api in v3 v1; do
+  n=redirect-$api
+  odd_start $n "nightscout+$ODD_URL,token=$TOKEN,api=$api"
+  wait_for "grep -qs 'sending failed' '$WORK/$n.log'" 60 || fail "$n: no failure logged: $(tail -3 "$WORK/$n.log")"
+  wait_for "status_of $n | grep -q 'redirect'" 60 || fail "$n: the redirect is not in status: $(status_of $n)"
+  status_of $n >"$WORK/$n.status"
+  stop_pid "$ODD_PID"
+  grep -qF "$TOKEN_SECRET_PART" "$WORK/$n.log" && fail "$n: the access token is in the log"
+  grep -qF "$TOKEN_SECRET_PART" "$WORK/$n.status" && fail "$n: the access token is in status"
+  grep -qF "nightscout+https://127.0.0.1:${ODD_URL##*:} in the configuration" "$WORK/$n.log" ||
+    fail "$n: the log does not say which address to configure: $(grep failed "$WORK/$n.log" | tail -1)"
+done
+pass "redirect to https: reported with the address to configure; the token is in neither log nor status"
+
+# 9b. Every request answered 400 with nginx's page: a wrong address, not bad
+# records.  Nothing may be dead-lettered, and the message says what to check.
+start_odd html400 html400
+for api in v1 v3; do
+  n=html400-$api
+  if [ $api = v1 ]; then sink="nightscout+$ODD_URL,api-secret=$SECRET"; else sink="nightscout+$ODD_URL,token=$TOKEN,api=v3"; fi
+  odd_start $n "$sink"
+  wait_for "grep -qs 'sending failed\|giving up on record' '$WORK/$n.log'" 60 ||
+    fail "$n: no failure reported: $(tail -3 "$WORK/$n.log")"
+  stop_pid "$ODD_PID"
+  [ "$(dead_letters $n)" -eq 0 ] || fail "$n: $(dead_letters $n) records dead-lettered for a 400 to everything"
+  [ "$(cursor_of $n)" -eq 0 ] || fail "$n: the cursor moved"
+  grep 'sending failed' "$WORK/$n.log" | grep -q 'http:// or https://.*proxy' ||
+    fail "$n: the message does not say what to check: $(grep failed "$WORK/$n.log" | tail -1)"
+  grep 'sending failed' "$WORK/$n.log" | grep -q 'plain HTTP request was sent to HTTPS port' ||
+    fail "$n: the message does not quote the site's answer"
+done
+pass "400 with a proxy's page to everything: nothing dead-lettered, the message says to check address and proxy"
+
+# 9c. API v3 behind a captive portal that answers 200 with a login page:
+# nothing is stored, so the cursor must not move.
+start_odd portal portal
+n=portal-v3
+odd_start $n "nightscout+$ODD_URL,token=$TOKEN,api=v3"
+wait_for "grep -qs 'sending failed' '$WORK/$n.log' || caught_up '$WORK/$n.db' nightscout" 60 ||
+  fail "$n: neither failed nor delivered: $(tail -3 "$WORK/$n.log")"
+stop_pid "$ODD_PID"
+[ "$(cursor_of $n)" -eq 0 ] || fail "$n: the cursor moved past records a login page 'accepted'"
+grep -q "not Nightscout's" "$WORK/$n.log" || fail "$n: the log does not say the answer was not Nightscout's"
+pass "v3: a 200 login page does not count as stored"
+
+# 9d. A firewall that refuses two records with an HTML page while it lets the
+# rest through: those two are dead-lettered (the site evidently accepts
+# documents), even the first record of the journal, before anything else
+# was accepted.
+first=$(sqlite3 "$J9" "SELECT record_key FROM records WHERE published=1 ORDER BY seq LIMIT 1")
+[ "$(sqlite3 "$J9" "SELECT kind FROM records WHERE record_key='$first'")" = glucose ] ||
+  fail "waf: the journal does not start with a glucose reading"
+mid=$(sqlite3 "$J9" "SELECT record_key FROM records WHERE published=1 AND kind='glucose' ORDER BY seq LIMIT 1 OFFSET 30")
+start_odd waf waf "$first,$mid"
+n=waf-v1
+odd_start $n "nightscout+$ODD_URL,api-secret=$SECRET"
+wait_for "caught_up '$WORK/$n.db' nightscout" 60 || fail "$n: not delivered: $(tail -3 "$WORK/$n.log")"
+stop_pid "$ODD_PID"
+printf '%s\n' "$first" "$mid" >"$WORK/$n.want"
+sqlite3 "$WORK/$n.db" "SELECT r.record_key FROM dead_letter d JOIN records r ON r.seq = d.seq ORDER BY r.seq" \
+  >"$WORK/$n.got"
+cmp -s "$WORK/$n.want" "$WORK/$n.got" || fail "$n: dead letters $(tr '\n' ' ' <"$WORK/$n.got"), expected the two blocked records"
+"$DIABRIDGE" export --journal "$WORK/$n.db" --format nightscout |
+  jq -r --arg a "$first" --arg b "$mid" '[.entries[], .treatments[], .devicestatus[]] |
+    map(select(.diabridge_key != $a and .diabridge_key != $b)) | .[].identifier' | sort >"$WORK/$n.exp"
+curl -sf "$ODD_URL/_ids" | jq -r '.[]' | sort >"$WORK/$n.ids"
+cmp -s "$WORK/$n.exp" "$WORK/$n.ids" || fail "$n: the site does not hold every other document"
+grep 'giving up on record' "$WORK/$n.log" | grep -q 'not a Nightscout answer' ||
+  fail "$n: the dead-letter reason does not say the refusal was not Nightscout's"
+pass "a firewall's HTML refusal of two records: those two dead-lettered, everything else delivered"
+
+# 9e. Events that share an eventType (Note, Announcement), at the same
+# millisecond from one device, stay separate treatments (API v1 and v3).
+n=same-ms
+sqlite3 "$J9" ".backup '$WORK/$n.db'"
+tmpl=$(sqlite3 "$WORK/$n.db" "SELECT payload FROM records WHERE kind='glucose' ORDER BY seq DESC LIMIT 1")
+src=$(sqlite3 "$WORK/$n.db" "SELECT source FROM records WHERE kind='glucose' ORDER BY seq DESC LIMIT 1")
+for ev in prime:0 time_change:0 alarm:17 alarm:18; do
+  key=$(printf '%s' "same-ms-$ev" | md5sum | cut -c1-32)
+  payload=$(echo "$tmpl" | jq -c --arg k "$key" --arg et "${ev%:*}" --argjson code "${ev#*:}" \
+    '{kind: "event", record_key: $k, t_utc_ms, time, device_time, utc_offset_min, received_ms,
+      driver, device_id, origin, sensor, event_type: $et, code: $code, text: ""}')
+  t=$(echo "$payload" | jq .t_utc_ms)
+  sqlite3 "$WORK/$n.db" "INSERT INTO records(record_key, kind, t_utc_ms, source, published, received_ms, payload)
+    VALUES('$key', 'event', $t, '$src', 1, $t, '$payload')"
+done
+for api in v1 v3; do
+  start_ns "$n-$api"
+  sqlite3 "$WORK/$n.db" "DELETE FROM sink_cursor"
+  if [ $api = v1 ]; then sink="nightscout+$NS_URL,api-secret=$SECRET"; else sink="nightscout+$NS_URL,token=$TOKEN,api=v3"; fi
+  deliver "$WORK/$n.db" "$sink"
+  got=$(curl -sf "$NS_URL/_sim/dump/treatments" | jq --arg t "$(date -u -d @$((t / 1000)) +%Y-%m-%dT%H:%M:%S.000Z)" \
+    '[.[] | select(.created_at == $t and (.eventType == "Note" or .eventType == "Announcement"))] | length')
+  [ "$got" -eq 4 ] || fail "$n-$api: $got of 4 same-instant events stored"
+  check_once "$WORK/$n.db" "$NS_URL" "$n-$api"
+done
+pass "a prime, a time change and two alarms at one instant: four treatments (v1 and v3)"
+
+# 9f. Nothing answers, or not in time: the message says what to check.
+DEAD_PORT=0
+pick_port DEAD_PORT
+n=refused
+odd_start $n "nightscout+http://127.0.0.1:$DEAD_PORT,api-secret=$SECRET"
+wait_for "grep -qs 'sending failed' '$WORK/$n.log'" 60 || fail "$n: no failure logged: $(tail -3 "$WORK/$n.log")"
+stop_pid "$ODD_PID"
+grep 'sending failed' "$WORK/$n.log" | grep -q "check that the address is right.*the site is up" ||
+  fail "$n: the message does not say what to check: $(grep failed "$WORK/$n.log" | tail -1)"
+start_ns slow --fault slow --slow-ms 4000
+n=timeout
+odd_start $n "nightscout+$NS_URL,api-secret=$SECRET,timeout=1"
+wait_for "grep -qs 'sending failed' '$WORK/$n.log'" 60 || fail "$n: no failure logged: $(tail -3 "$WORK/$n.log")"
+stop_pid "$ODD_PID"
+grep 'sending failed' "$WORK/$n.log" | grep -q "no answer within 1 s.*is the site up" ||
+  fail "$n: the message does not say what to check: $(grep failed "$WORK/$n.log" | tail -1)"
+pass "connection refused and timeout: the message says to check the address and whether the site is up"
 
 grep -l "AddressSanitizer\|runtime error\|Segmentation" "$WORK"/*.log "$WORK"/*.err 2>/dev/null &&
   fail "a process crashed"

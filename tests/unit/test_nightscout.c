@@ -1,7 +1,8 @@
 /*
  * Nightscout mapping (src/sink/nightscout_map.c): every record kind with the
  * fields docs/sinks/nightscout.md documents, the api-secret hash, the API v3
- * identifier, and the batch splitting that isolates a refused record.
+ * identifier (also for events that share an eventType), which answers count
+ * as Nightscout's, and the batch splitting that isolates a refused record.
  *
  * The UUIDv5 vectors were computed independently with Python:
  *   uuid.uuid5(uuid.UUID(bytes=b'NightscoutRocks!'), name)
@@ -361,6 +362,87 @@ static void test_events(void **state)
     json_decref(o);
 }
 
+/* The identifier of r's one treatment, copied to out. */
+static void event_identifier(const struct dia_record *r, char out[DIA_NS_UUID_LEN + 1])
+{
+    json_t *o = one_doc(r, DIA_NS_TREATMENTS);
+    snprintf(out, DIA_NS_UUID_LEN + 1, "%s", str(o, "identifier"));
+    json_decref(o);
+}
+
+/*
+ * Events that share an eventType (Note, Announcement) at the same instant
+ * from one device must keep different identifiers, or Nightscout stores
+ * only the last of them.  Vectors: Python uuid5(NightscoutRocks!, name).
+ */
+static void test_event_identifiers(void **state)
+{
+    (void)state;
+    struct dia_record prime, clock, alarm1, alarm2, start;
+    char a[DIA_NS_UUID_LEN + 1], b[DIA_NS_UUID_LEN + 1];
+    make(&prime, DIA_KIND_EVENT);
+    prime.u.event.type = DIA_EVENT_PRIME;
+    make(&clock, DIA_KIND_EVENT);
+    clock.u.event.type = DIA_EVENT_TIME_CHANGE;
+    event_identifier(&prime, a);
+    event_identifier(&clock, b);
+    assert_string_equal(a, "1d31cb31-862e-527a-9633-768557ce8f52"); /* …_Note_prime */
+    assert_string_equal(b, "9277930a-c6ec-5cb2-a552-933134da4d48"); /* …_Note_time_change */
+
+    make(&alarm1, DIA_KIND_EVENT);
+    alarm1.u.event.type = DIA_EVENT_ALARM;
+    alarm1.u.event.code = 17;
+    alarm2 = alarm1;
+    alarm2.u.event.code = 18;
+    event_identifier(&alarm1, a);
+    event_identifier(&alarm2, b);
+    assert_string_equal(a, "ef4084b9-f453-568f-978a-a7e5e47d7df1"); /* …_Announcement_alarm_17 */
+    assert_string_not_equal(a, b);
+    /* the same record always gets the same identifier */
+    event_identifier(&alarm1, b);
+    assert_string_equal(a, b);
+
+    /* an event with an eventType of its own keeps Nightscout's computation */
+    make(&start, DIA_KIND_EVENT);
+    start.u.event.type = DIA_EVENT_SENSOR_START;
+    start.u.event.code = 5;
+    event_identifier(&start, a);
+    assert_string_equal(a, "563a0237-da92-5876-b905-f54dfc28d919"); /* …_Sensor Start */
+}
+
+/* What counts as Nightscout's own error, and as a stored v3 document. */
+static void test_answers(void **state)
+{
+    (void)state;
+    static const char nginx[] =
+        "<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>"
+        "\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n</body>\r\n</html>\r\n";
+    static const char ns400[] = "{\"status\":400,\"message\":\"Bad or missing date field\"}";
+#define IS_NS_ERROR(body, st) dia_ns_is_nightscout_error(body, sizeof body - 1, st)
+    assert_true(IS_NS_ERROR(ns400, 400));
+    assert_false(IS_NS_ERROR(ns400, 413)); /* status must be the HTTP status */
+    assert_false(IS_NS_ERROR(nginx, 400));
+    assert_false(IS_NS_ERROR("{\"message\":\"Bad Request\"}", 400));
+    assert_false(IS_NS_ERROR("[{\"status\":400,\"message\":\"x\"}]", 400));
+    assert_false(IS_NS_ERROR("", 400));
+    assert_false(dia_ns_is_nightscout_error(NULL, 0, 400));
+#undef IS_NS_ERROR
+
+#define STORED(body, st) dia_ns_v3_stored(body, sizeof body - 1, st)
+    assert_true(STORED("{\"status\":201,\"identifier\":\"0c918113-3a69-52ef-8d9a-15024a9a9679\","
+                       "\"lastModified\":1795242382000}",
+                       201));
+    assert_true(STORED("{\"status\":200,\"identifier\":\"0c918113-3a69-52ef-8d9a-15024a9a9679\","
+                       "\"isDeduplication\":true,\"lastModified\":1795242382000}",
+                       200));
+    assert_false(STORED("<html><body>Please sign in to the hotel Wi-Fi</body></html>", 200));
+    assert_false(STORED("{}", 200));
+    assert_false(STORED("[]", 200));
+    assert_false(STORED("{\"status\":500,\"identifier\":\"x\"}", 200));
+    assert_false(dia_ns_v3_stored(NULL, 0, 201));
+#undef STORED
+}
+
 static void test_status(void **state)
 {
     (void)state;
@@ -502,6 +584,8 @@ int main(void)
         cmocka_unit_test(test_carbs),
         cmocka_unit_test(test_basal),
         cmocka_unit_test(test_events),
+        cmocka_unit_test(test_event_identifiers),
+        cmocka_unit_test(test_answers),
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_v3_form),
         cmocka_unit_test(test_from_nightscout),
