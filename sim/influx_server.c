@@ -82,6 +82,9 @@
  *   GET /_sim/stats             counters, as JSON
  *   GET /_sim/scenario?name=NAME[&count=N][&ms=D]  switch scenario; count:
  *       for the next N write requests only (0: until changed).
+ *   GET /_sim/limit?tables=N    3.x: refuse (422, "would exceed number of
+ *       tables limit") a write that would give a database more than N tables,
+ *       as InfluxDB 3's catalog limit does; 0: no limit.
  * The token never appears in anything the simulator prints or answers.
  */
 #include <errno.h>
@@ -126,6 +129,7 @@ struct isim {
     long slow_ms;
     unsigned long requests, writes_ok, writes_refused, lines_rejected, auth_failures, faults_served,
         rewrites;
+    long max_tables; /* v3, /_sim/limit?tables=N: the catalog's table limit; 0: none */
 };
 
 /* ---- answers ---------------------------------------------------------------- */
@@ -545,6 +549,30 @@ static char *column_key(const char *db, const char *measurement, const char *col
     return k;
 }
 
+/* How many tables (measurements) db would have with pending's additions. */
+static size_t count_tables(struct isim *is, json_t *pending, const char *db)
+{
+    json_t *seen = json_object();
+    size_t dblen = strlen(db);
+    json_t *maps[2] = {is->schema, pending};
+    for (int m = 0; m < 2; m++) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(maps[m], key, v)
+        {
+            if (strncmp(key, db, dblen) != 0 || key[dblen] != '\x1f')
+                continue;
+            const char *meas = key + dblen + 1, *end = strchr(meas, '\x1f');
+            char name[NAME_MAX_LEN];
+            snprintf(name, sizeof name, "%.*s", (int)(end ? end - meas : (long)strlen(meas)), meas);
+            json_object_set_new(seen, name, json_true());
+        }
+    }
+    size_t n = json_object_size(seen);
+    json_decref(seen);
+    return n;
+}
+
 /* The column's kind so far: the stored schema, then this request's pending
  * additions (which become the schema only if the request writes them). */
 static const char *column_kind(struct isim *is, json_t *pending, const char *ck)
@@ -779,11 +807,17 @@ static void do_write(struct isim *is, const struct write_req *w, char *body, siz
         nlines++;
     }
 
+    /* InfluxDB 3's catalog limit: a write that would create a table beyond
+     * it is refused whole, 422 {"error": "Update to schema would exceed
+     * number of tables limit of N tables", "data": null} (influxdb3_server
+     * answers CatalogError::TooManyTables so) */
+    bool over_limit = is->version == 3 && is->max_tables > 0 &&
+                      count_tables(is, pending, w->db) > (size_t)is->max_tables;
     bool write_any;
     if (is->version == 2)
         write_any = !syntax_error; /* a syntax error refuses the batch; conflicts are partial */
     else
-        write_any = json_array_size(rejected) == 0 || w->accept_partial;
+        write_any = !over_limit && (json_array_size(rejected) == 0 || w->accept_partial);
     if (write_any) {
         json_object_update(is->schema, pending);
         for (size_t i = 0; i < nlines; i++)
@@ -796,7 +830,13 @@ static void do_write(struct isim *is, const struct write_req *w, char *body, siz
     json_decref(pending);
 
     size_t nrej = json_array_size(rejected);
-    if (nrej == 0 && nlines > 0) {
+    if (over_limit) {
+        is->writes_refused++;
+        char m[160];
+        snprintf(m, sizeof m, "Update to schema would exceed number of tables limit of %ld tables",
+                 is->max_tables);
+        v3_error(res, 422, m);
+    } else if (nrej == 0 && nlines > 0) {
         is->writes_ok++;
         reply_empty(res, 204);
     } else if (nrej == 0) {
@@ -1063,6 +1103,12 @@ static void sim_control(struct isim *is, const struct sim_http_request *req,
                              (json_int_t)is->scenario_left, "ms", (json_int_t)is->slow_ms));
         return;
     }
+    if (strcmp(req->path, "/_sim/limit") == 0) {
+        if (sim_http_query(req, "tables", buf, sizeof buf))
+            is->max_tables = atol(buf);
+        reply_json(res, 200, json_pack("{sI}", "tables", (json_int_t)is->max_tables));
+        return;
+    }
     if (strcmp(req->path, "/_sim/stats") == 0) {
         reply_json(res, 200,
                    json_pack("{si ss sI sI sI sI sI sI sI sI}", "version", is->version, "scenario",
@@ -1100,7 +1146,7 @@ static void sim_control(struct isim *is, const struct sim_http_request *req,
         res->status = 200;
         return;
     }
-    reply_text(res, 404, "unknown /_sim control: scenario, stats or points");
+    reply_text(res, 404, "unknown /_sim control: scenario, limit, stats or points");
 }
 
 /* ---- dispatch ------------------------------------------------------------------------ */

@@ -16,16 +16,34 @@
  *   2xx                     every record acknowledged;
  *   400/413/422             something in the batch cannot be written (parse
  *                           error, field type conflict, beyond retention —
- *                           §4.2's "partial write" answers).  1.x does not say
- *                           which point, so the batch is split in halves and
- *                           retried until the single bad point is isolated;
- *                           the good ones are acknowledged and the bad one
- *                           returned as DIA_ERR_PERMANENT with the server's
- *                           message, which the supervisor dead-letters.
- *                           Re-sending points a partial write already stored
- *                           is harmless: same series + time overwrite.  A 400
- *                           that names no line (3.x: a bad database name) is
- *                           about a setting: DIA_ERR_CONFIG, nothing set aside;
+ *                           §4.2's "partial write" answers).  3.x lists the
+ *                           refused lines (with accept_partial, its default,
+ *                           it wrote the others), and the list is used when
+ *                           every entry matches a line we sent.  1.x and 2.x
+ *                           do not say which point, so the batch is split in
+ *                           halves until every refused point is isolated; a
+ *                           half whose sibling went through whole is known to
+ *                           hold one and is split without being sent.  The
+ *                           good records are acknowledged and the first
+ *                           refused one returned as DIA_ERR_PERMANENT with the
+ *                           server's message, which the supervisor
+ *                           dead-letters; what was learned about the records
+ *                           after it (written, or refused and why) is kept,
+ *                           so the sends that follow settle them without
+ *                           asking again.  Re-sending points a partial write
+ *                           already stored is harmless: same series + time
+ *                           overwrite.  A 400 that names no line (3.x: a bad
+ *                           database name) is about a setting: DIA_ERR_CONFIG,
+ *                           nothing set aside.  So is a server limit (3.x:
+ *                           "would exceed" its tables/columns/databases limit,
+ *                           422; 1.x: max-series/max-values "limit
+ *                           exceeded"): the records are fine, the server's
+ *                           catalog is full, and every later record of that
+ *                           kind would fail alike — setting them aside would
+ *                           quietly drop a stream of good data, while
+ *                           stopping (30 min retries, a clear status) loses
+ *                           nothing and resumes once a person raised the
+ *                           limit or chose another database;
  *   401/403                 DIA_ERR_AUTH, with what to check;
  *   404                     DIA_ERR_CONFIG (no such database/bucket, or an
  *                           api= the server does not speak);
@@ -73,7 +91,31 @@ struct influx_sink {
     size_t line_cap;
     unsigned char *gz;
     size_t gz_cap;
+
+    /* The outcome of each record of the batch being settled (settle()). */
+    unsigned char *verdict; /* VERDICT_* */
+    char **refusal;         /* the server's reason, for a refused record */
+    size_t verdict_cap;
+    /* What the last send learned about the records after the refused one
+     * it reported: the next send starts there and settles them from here. */
+    struct learned {
+        int64_t seq;
+        char *refusal; /* NULL: written */
+    } * learned;
+    size_t n_learned, next_learned;
 };
+
+enum { VERDICT_UNKNOWN = 0, VERDICT_WRITTEN, VERDICT_REFUSED };
+
+/* post()'s answers besides DIA_OK and the DIA_ERR_* codes */
+enum {
+    WRITE_REFUSED = 1,   /* the batch holds a point the server will not take */
+    WRITE_TOO_LARGE = 2, /* 413: smaller requests may go through */
+};
+static void forget_learned(struct influx_sink *s);
+
+#define INFLUX_REASON_MAX 300
+#define INFLUX_MAX_LISTED 100 /* InfluxDB 3 lists at most 100 refused lines */
 
 static const struct dia_option_spec influx_options[] = {
     {.name = "api",
@@ -323,6 +365,11 @@ static void influx_close(struct dia_instance *in)
     free(s->body);
     free(s->line_end);
     free(s->gz);
+    for (size_t i = 0; i < s->verdict_cap; i++)
+        free(s->refusal[i]);
+    free(s->refusal);
+    free(s->verdict);
+    forget_learned(s);
     free(s);
     in->priv = NULL;
 }
@@ -471,15 +518,19 @@ static int gzip_range(struct influx_sink *s, const char *data, size_t len, size_
 
 /* The server's own words: {"error": …} (1.x, 3.x) or {"message": …} (2.x).
  * 3.x puts the reason for a refused line under "data" ({"error": "partial
- * write of line protocol occurred", "data": [{"error_message": …}]}), and
- * that reason is what a person needs, so it is added.  *names_points tells
- * whether the answer is about the lines sent (a syntax error, a field type
- * conflict, a time beyond retention) rather than about the request itself. */
+ * write of line protocol occurred", "data": [{"original_line", "line_number",
+ * "error_message"}…]}), and that reason is what a person needs, so it is
+ * added; the list itself is handed back in *listed (a new reference) when
+ * it is one.  *names_points tells whether the answer is about the lines sent
+ * (a syntax error, a field type conflict, a time beyond retention) rather
+ * than about the request itself; *limit whether it is about one of the
+ * server's limits (too many tables, columns, series …). */
 static void server_message(const struct dia_http_response *res, char *buf, size_t len,
-                           bool *names_points)
+                           bool *names_points, bool *limit, json_t **listed)
 {
     buf[0] = '\0';
     *names_points = false;
+    *listed = NULL;
     if (res->body && res->body_len) {
         json_t *j = json_loadb(res->body, res->body_len, 0, NULL);
         const char *m = NULL;
@@ -495,6 +546,8 @@ static void server_message(const struct dia_http_response *res, char *buf, size_
             else if (m)
                 snprintf(buf, len, "%s", m);
             *names_points = why != NULL;
+            if (why && json_is_array(data))
+                *listed = json_incref(data);
             json_decref(j);
         }
         if (!m)
@@ -516,12 +569,43 @@ static void server_message(const struct dia_http_response *res, char *buf, size_
     for (size_t i = 0; i < sizeof point_words / sizeof point_words[0]; i++)
         if (strstr(buf, point_words[i]))
             *names_points = true;
+    /* 3.x: "Update to schema would exceed number of tables limit of 2000
+     * tables"; 1.x: "partial write: max-series-per-database limit exceeded";
+     * InfluxDB Cloud: "service limit reached" */
+    *limit = strstr(buf, "would exceed") || strstr(buf, "limit exceeded") ||
+             strstr(buf, "service limit");
 }
 
-enum { WRITE_SPLIT = 1 }; /* the batch holds a point the server will not take */
-
-static int post(struct dia_instance *in, struct influx_sink *s, const char *data, size_t len)
+/* A transport failure, without the URL twice (dia_http's sentence starts
+ * with it) and with what to check. */
+static void transport_error(struct dia_instance *in, struct influx_sink *s, int rc,
+                            const char *error)
 {
+    size_t ulen = strlen(s->url_for_log);
+    const char *why = error;
+    if (strncmp(why, s->url_for_log, ulen) == 0 && strncmp(why + ulen, ": ", 2) == 0)
+        why += ulen + 2;
+    const char *advice = "";
+    bool tls = strncmp(s->write_url, "https:", 6) == 0;
+    if (rc == DIA_ERR_TIMEOUT)
+        advice = "; no answer within timeout=: the server is down, overloaded or unreachable; "
+                 "retried by itself";
+    else if (tls && (strstr(why, "SSL") || strstr(why, "TLS")) && !strstr(why, "ca-file"))
+        advice = "; check that the server speaks HTTPS on this port (use http:// if it "
+                 "serves plain HTTP)";
+    else if (rc == DIA_ERR_TRANSIENT)
+        advice = "; check that InfluxDB is running and listens there; retried by itself";
+    dia_instance_error(in, "cannot write to InfluxDB at %s: %s%s", s->url_for_log, why, advice);
+}
+
+/* POST one stretch of line protocol.  Returns DIA_OK (2xx), WRITE_REFUSED
+ * (a point was refused; reason holds the server's words, and *listed 3.x's
+ * list of refused lines, when it gave one), WRITE_TOO_LARGE, or an error
+ * with the instance's error set. */
+static int post(struct dia_instance *in, struct influx_sink *s, const char *data, size_t len,
+                char *reason, size_t reason_len, json_t **listed)
+{
+    *listed = NULL;
     const char *headers[4];
     size_t nh = 0;
     headers[nh++] = "Content-Type: text/plain; charset=utf-8";
@@ -550,7 +634,7 @@ static int post(struct dia_instance *in, struct influx_sink *s, const char *data
     struct dia_http_response res = {0};
     int rc = dia_http_do(s->http, &req, &res);
     if (rc != DIA_OK) {
-        dia_instance_error(in, "cannot write to InfluxDB at %s: %s", s->url_for_log, res.error);
+        transport_error(in, s, rc, res.error);
         if (rc == DIA_ERR_TIMEOUT)
             atomic_fetch_add(&in->counters.timeouts, 1);
         dia_http_response_free(&res);
@@ -558,11 +642,22 @@ static int post(struct dia_instance *in, struct influx_sink *s, const char *data
     }
     long status = res.status;
     char msg[300];
-    bool names_points;
-    server_message(&res, msg, sizeof msg, &names_points);
+    bool names_points, limit;
+    json_t *lines = NULL;
+    server_message(&res, msg, sizeof msg, &names_points, &limit, &lines);
     dia_http_response_free(&res);
-    if (status >= 200 && status < 300)
+    if (status >= 200 && status < 300) {
+        json_decref(lines);
         return DIA_OK;
+    }
+    if (limit && (status == 400 || status == 413 || status == 422)) {
+        json_decref(lines);
+        dia_instance_error(in,
+                           "InfluxDB at %s has reached one of its limits: raise it on the server "
+                           "or write to another database; no record is set aside (HTTP %ld: %s)",
+                           s->url_for_log, status, msg);
+        return DIA_ERR_CONFIG;
+    }
     switch (status) {
     case 400:
     case 422:
@@ -573,16 +668,22 @@ static int post(struct dia_instance *in, struct influx_sink *s, const char *data
                                "InfluxDB at %s refused the request (HTTP %ld: %s); check db=, "
                                "bucket=, org= and api=",
                                s->url_for_log, status, msg);
+            json_decref(lines);
             return DIA_ERR_CONFIG;
         }
-        /* fall through */
+        snprintf(reason, reason_len, "InfluxDB refused a point (HTTP %ld): %s", status, msg);
+        *listed = lines;
+        return WRITE_REFUSED;
     case 413:
-        dia_instance_error(in, "InfluxDB refused a point (HTTP %ld): %s", status, msg);
-        return WRITE_SPLIT;
+        json_decref(lines);
+        snprintf(reason, reason_len, "InfluxDB refused the request as too large (HTTP 413): %s",
+                 msg);
+        return WRITE_TOO_LARGE;
     case 401:
         dia_instance_error(in, "InfluxDB at %s refused the credentials (HTTP 401: %s); check %s",
                            s->url_for_log, msg,
                            s->api == API_V1 ? "username and password" : "the token");
+        json_decref(lines);
         return DIA_ERR_AUTH;
     case 403:
         dia_instance_error(in,
@@ -590,16 +691,19 @@ static int post(struct dia_instance *in, struct influx_sink *s, const char *data
                            "grant write access (GRANT WRITE ON <db> TO <user>) or use another "
                            "account",
                            s->url_for_log, msg);
+        json_decref(lines);
         return DIA_ERR_AUTH;
     case 404:
         dia_instance_error(in,
                            "InfluxDB at %s answered 404 (%s): create the database or bucket, "
                            "or check db=/bucket= and api= (v1 for InfluxDB 1.x)",
                            s->url_for_log, msg);
+        json_decref(lines);
         return DIA_ERR_CONFIG;
     default:
         break;
     }
+    json_decref(lines);
     rc = dia_http_status_class(status);
     dia_instance_error(in, "InfluxDB at %s answered HTTP %ld: %s", s->url_for_log, status, msg);
     /* a 1.x "retention policy not found" and the like: a setting, not a point */
@@ -608,34 +712,250 @@ static int post(struct dia_instance *in, struct influx_sink *s, const char *data
     return rc;
 }
 
-/* Send the lines of recs[lo..hi).  On failure *acked is where it stopped. */
-static int send_range(struct dia_instance *in, struct influx_sink *s, size_t lo, size_t hi,
-                      size_t *acked)
+/* ---- settling a batch: which records were written, which refused ------------ */
+
+static void set_verdict(struct influx_sink *s, size_t i, int verdict, const char *reason)
 {
-    size_t from = lo == 0 ? 0 : s->line_end[lo - 1];
-    size_t to = s->line_end[hi - 1];
+    s->verdict[i] = (unsigned char)verdict;
+    free(s->refusal[i]);
+    s->refusal[i] = NULL;
+    if (verdict == VERDICT_REFUSED)
+        s->refusal[i] = strdup(reason); /* NULL when out of memory: "rejected" then */
+}
+
+static void set_written(struct influx_sink *s, size_t lo, size_t hi)
+{
+    for (size_t i = lo; i < hi; i++)
+        set_verdict(s, i, VERDICT_WRITTEN, NULL);
+}
+
+static size_t line_start(const struct influx_sink *s, size_t i)
+{
+    return i == 0 ? 0 : s->line_end[i - 1];
+}
+
+static int settle(struct dia_instance *in, struct influx_sink *s, size_t lo, size_t hi,
+                  bool known_bad);
+
+/*
+ * 3.x said which lines of recs[lo..hi) it refused (line_number counts from 1
+ * in the body sent; every record has at most one line).  Each entry must
+ * name a line we sent, word for word, or the list is not trusted and the
+ * range is split instead.  The lines it did not list were written — up to
+ * the last listed one when the list may be cut at 100; what follows that is
+ * settled afresh.
+ */
+static int apply_listed(struct dia_instance *in, struct influx_sink *s, size_t lo, size_t hi,
+                        json_t *listed, const char *request_reason, bool *used)
+{
+    *used = false;
+    size_t nlisted = json_array_size(listed);
+    size_t nlines = 0;
+    for (size_t i = lo; i < hi; i++)
+        nlines += s->line_end[i] > line_start(s, i);
+    /* line number → record index */
+    size_t *rec_of_line = malloc((nlines + 1) * sizeof *rec_of_line);
+    if (!rec_of_line)
+        return DIA_ERR_NOMEM;
+    size_t ln = 0;
+    for (size_t i = lo; i < hi; i++)
+        if (s->line_end[i] > line_start(s, i))
+            rec_of_line[++ln] = i;
+    size_t last_line = 0;
+    bool ok = nlisted > 0;
+    for (size_t k = 0; k < nlisted && ok; k++) {
+        json_t *e = json_array_get(listed, k);
+        json_int_t l = json_integer_value(json_object_get(e, "line_number"));
+        const char *text = json_string_value(json_object_get(e, "original_line"));
+        if (l < 1 || (size_t)l > nlines || !text) {
+            ok = false;
+            break;
+        }
+        size_t i = rec_of_line[l];
+        size_t from = line_start(s, i), to = s->line_end[i];
+        size_t tlen = to - from - (s->body[to - 1] == '\n');
+        ok = strlen(text) == tlen && memcmp(text, s->body + from, tlen) == 0;
+        if ((size_t)l > last_line)
+            last_line = (size_t)l;
+    }
+    if (!ok) {
+        free(rec_of_line);
+        return DIA_OK; /* *used stays false: split instead */
+    }
+    *used = true;
+    /* the unlisted lines up to the last listed one (all of them when the
+     * list is complete) were written */
+    size_t settled_hi = nlisted < INFLUX_MAX_LISTED ? hi : rec_of_line[last_line] + 1;
+    set_written(s, lo, settled_hi);
+    /* "partial write of line protocol occurred: " + this line's own reason */
+    const char *colon = strstr(request_reason, "): ");
+    for (size_t k = 0; k < nlisted; k++) {
+        json_t *e = json_array_get(listed, k);
+        size_t i = rec_of_line[json_integer_value(json_object_get(e, "line_number"))];
+        const char *why = json_string_value(json_object_get(e, "error_message"));
+        char reason[INFLUX_REASON_MAX];
+        if (why && colon)
+            snprintf(reason, sizeof reason, "%.*s): partial write of line protocol occurred: %s",
+                     (int)(colon - request_reason), request_reason, why);
+        else
+            snprintf(reason, sizeof reason, "%s", request_reason);
+        set_verdict(s, i, VERDICT_REFUSED, reason);
+    }
+    free(rec_of_line);
+    return settled_hi < hi ? settle(in, s, settled_hi, hi, false) : DIA_OK;
+}
+
+/*
+ * Find out what the server makes of recs[lo..hi) and note it in verdict[].
+ * known_bad: the range holds a refused point for sure (its parent was
+ * refused and the sibling before it went through whole), so sending it
+ * whole would only be refused again; it is split at once, and a single
+ * record is still sent alone to get the server's reason for it.  Returns
+ * DIA_OK once every record of the range has a verdict, else the error that
+ * stopped it (what was settled before stays noted).
+ */
+static int settle(struct dia_instance *in, struct influx_sink *s, size_t lo, size_t hi,
+                  bool known_bad)
+{
+    size_t from = line_start(s, lo), to = s->line_end[hi - 1];
     if (to == from) { /* nothing this schema writes */
-        *acked = hi;
+        set_written(s, lo, hi);
         return DIA_OK;
     }
-    int rc = post(in, s, s->body + from, to - from);
-    if (rc == DIA_OK) {
-        *acked = hi;
-        return DIA_OK;
+    char reason[INFLUX_REASON_MAX] = "";
+    int rc = WRITE_REFUSED;
+    if (!known_bad || hi - lo == 1) {
+        json_t *listed = NULL;
+        rc = post(in, s, s->body + from, to - from, reason, sizeof reason, &listed);
+        if (rc == DIA_OK) {
+            set_written(s, lo, hi);
+            return DIA_OK;
+        }
+        if (listed) {
+            bool used;
+            int lrc = apply_listed(in, s, lo, hi, listed, reason, &used);
+            json_decref(listed);
+            if (used || lrc != DIA_OK)
+                return lrc;
+        }
+        if (rc != WRITE_REFUSED && rc != WRITE_TOO_LARGE)
+            return rc;
+        if (hi - lo == 1) {
+            set_verdict(s, lo, VERDICT_REFUSED, reason);
+            return DIA_OK;
+        }
     }
-    if (rc != WRITE_SPLIT) {
-        *acked = lo;
-        return rc;
-    }
-    if (hi - lo == 1) {
-        *acked = lo;
-        return DIA_ERR_PERMANENT; /* last_error holds the server's message */
-    }
+    bool refused = rc == WRITE_REFUSED; /* not 413: a smaller request may simply fit */
     size_t mid = lo + (hi - lo) / 2;
-    rc = send_range(in, s, lo, mid, acked);
+    rc = settle(in, s, lo, mid, false);
     if (rc != DIA_OK)
         return rc;
-    return send_range(in, s, mid, hi, acked);
+    /* a refused range whose first half went through whole: the refused
+     * point is in the second half */
+    bool left_clean = true;
+    for (size_t i = lo; i < mid && left_clean; i++)
+        left_clean = s->verdict[i] == VERDICT_WRITTEN;
+    return settle(in, s, mid, hi, refused && left_clean);
+}
+
+/* ---- send --------------------------------------------------------------------- */
+
+static void forget_learned(struct influx_sink *s)
+{
+    for (size_t i = 0; i < s->n_learned; i++)
+        free(s->learned[i].refusal);
+    free(s->learned);
+    s->learned = NULL;
+    s->n_learned = s->next_learned = 0;
+}
+
+/*
+ * Settle the start of recs from what the last send learned.  Returns
+ * DIA_ERR_PERMANENT (with the server's reason as the instance's error) when
+ * a record refused before comes up, else DIA_OK; *done is how many records
+ * from the start were settled as written.  Anything unexpected — a record
+ * that is not the next one learned about — ends the replay, and the rest is
+ * sent as usual (re-sending a written point is harmless).
+ */
+static int replay_learned(struct dia_instance *in, struct influx_sink *s,
+                          const struct dia_record *recs, size_t n, size_t *done)
+{
+    *done = 0;
+    if (s->next_learned >= s->n_learned || n == 0)
+        return DIA_OK;
+    /* an older record first (a dead letter sent again): leave the lesson
+     * for the send after it */
+    if (recs[0].seq < s->learned[s->next_learned].seq)
+        return DIA_OK;
+    size_t i = 0;
+    while (i < n && s->next_learned < s->n_learned &&
+           s->learned[s->next_learned].seq == recs[i].seq) {
+        struct learned *l = &s->learned[s->next_learned++];
+        if (l->refusal) {
+            dia_instance_error(in, "%s", l->refusal);
+            *done = i;
+            if (s->next_learned == s->n_learned)
+                forget_learned(s);
+            return DIA_ERR_PERMANENT;
+        }
+        i++;
+    }
+    *done = i;
+    forget_learned(s); /* used up, or no longer what the journal holds */
+    return DIA_OK;
+}
+
+/* Keep what settle() found out about recs[from..) — up to the first record
+ * it did not get to — for the next send.  extra_refused: the record at the
+ * end that could not even be encoded (its reason), or NULL. */
+static void learn(struct influx_sink *s, const struct dia_record *recs, size_t from, size_t n_ok,
+                  const char *extra_refused)
+{
+    forget_learned(s);
+    size_t end = from;
+    while (end < n_ok && s->verdict[end] != VERDICT_UNKNOWN)
+        end++;
+    bool extra = extra_refused && end == n_ok;
+    size_t count = end - from + (extra ? 1 : 0);
+    if (count == 0 || !(s->learned = calloc(count, sizeof *s->learned)))
+        return; /* nothing to keep, or no memory: the next send asks again */
+    for (size_t i = from; i < end; i++) {
+        struct learned *l = &s->learned[s->n_learned++];
+        l->seq = recs[i].seq;
+        if (s->verdict[i] == VERDICT_REFUSED) {
+            /* moved, not copied; a NULL reason (no memory) becomes generic */
+            l->refusal = s->refusal[i] ? s->refusal[i] : strdup("refused by InfluxDB");
+            s->refusal[i] = NULL;
+            if (!l->refusal) {
+                s->n_learned--; /* cannot keep it: stop the lesson here */
+                break;
+            }
+        }
+    }
+    if (extra && s->n_learned == count - 1) {
+        struct learned *l = &s->learned[s->n_learned];
+        l->seq = recs[n_ok].seq;
+        if ((l->refusal = strdup(extra_refused)))
+            s->n_learned++;
+    }
+}
+
+static int grow_verdicts(struct influx_sink *s, size_t n)
+{
+    if (n <= s->verdict_cap)
+        return DIA_OK;
+    unsigned char *v = realloc(s->verdict, n);
+    if (!v)
+        return DIA_ERR_NOMEM;
+    s->verdict = v;
+    char **r = realloc(s->refusal, n * sizeof *r);
+    if (!r)
+        return DIA_ERR_NOMEM;
+    for (size_t i = s->verdict_cap; i < n; i++)
+        r[i] = NULL;
+    s->refusal = r;
+    s->verdict_cap = n;
+    return DIA_OK;
 }
 
 static int influx_send(struct dia_instance *in, const struct dia_record *recs, size_t n,
@@ -643,23 +963,49 @@ static int influx_send(struct dia_instance *in, const struct dia_record *recs, s
 {
     struct influx_sink *s = in->priv;
     *acked = 0;
+    size_t done = 0;
+    int rc = replay_learned(in, s, recs, n, &done);
+    *acked = done;
+    if (rc != DIA_OK || done == n)
+        return rc;
+    recs += done;
+    n -= done;
+
     size_t n_ok = 0;
     int enc = encode_batch(in, s, recs, n, &n_ok);
-    if (enc == DIA_ERR_NOMEM)
-        return enc;
-    if (n_ok > 0) {
-        int rc = send_range(in, s, 0, n_ok, acked);
-        if (rc != DIA_OK)
-            return rc;
+    if (enc == DIA_ERR_NOMEM || grow_verdicts(s, n) != DIA_OK)
+        return DIA_ERR_NOMEM;
+    char unencodable[INFLUX_REASON_MAX] = "";
+    if (enc != DIA_OK)
+        snprintf(unencodable, sizeof unencodable,
+                 "%s record %s cannot be written as an InfluxDB point (it has no value InfluxDB "
+                 "can store)",
+                 dia_kind_name(recs[n_ok].kind), recs[n_ok].key);
+    for (size_t i = 0; i < n_ok; i++)
+        set_verdict(s, i, VERDICT_UNKNOWN, NULL);
+    int net = n_ok > 0 ? settle(in, s, 0, n_ok, false) : DIA_OK;
+
+    size_t i = 0;
+    while (i < n_ok && s->verdict[i] == VERDICT_WRITTEN)
+        i++;
+    *acked = done + i;
+    if (i < n_ok && s->verdict[i] == VERDICT_REFUSED) {
+        dia_instance_error(in, "%s", s->refusal[i] ? s->refusal[i] : "refused by InfluxDB");
+        learn(s, recs, i + 1, n_ok, enc != DIA_OK ? unencodable : NULL);
+        rc = DIA_ERR_PERMANENT;
+    } else if (i < n_ok) {
+        rc = net; /* stopped by an outage, a timeout, credentials …: message set */
+    } else if (enc != DIA_OK) {
+        dia_instance_error(in, "%s", unencodable);
+        rc = enc;
+    } else {
+        rc = DIA_OK;
     }
-    if (enc != DIA_OK) {
-        *acked = n_ok;
-        /* encode_batch's message was overwritten only if a send failed */
-        dia_instance_error(in, "%s record %s cannot be written as an InfluxDB point",
-                           dia_kind_name(recs[n_ok].kind), recs[n_ok].key);
-        return enc;
+    for (size_t k = 0; k < n_ok; k++) {
+        free(s->refusal[k]);
+        s->refusal[k] = NULL;
     }
-    return DIA_OK;
+    return rc;
 }
 
 const struct dia_sink_driver dia_sink_influx = {

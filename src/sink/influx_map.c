@@ -12,7 +12,16 @@
  * database can be traced back to the journal.  The same record always gives
  * the same series and timestamp, so a re-send after a crash overwrites the
  * point with identical values (§4.2: same measurement + tags + time
- * overwrite) — delivery is idempotent by construction.
+ * overwrite) — delivery is idempotent by construction.  The other side of
+ * that rule: two *different* records with the same measurement, tags and
+ * millisecond would overwrite each other.  A device makes one glucose
+ * reading per cycle and stamps meter readings, calibrations, its own events
+ * and status to the second, so device + type keep those apart; but carbs,
+ * insulin and health/exercise events carry the time a person typed (a
+ * receiver's event time, to the minute), and two entries for 12:00 are two
+ * records.  Those kinds get the tag entry = the first 8 hex digits of
+ * record_key: one series per entry, a few a day, and stable across re-sends
+ * and journals, because record_key is.
  *
  * Schema "dexpy": what dexpy writes (specs/dexcom-receiver-usb-and-share.md
  * §3.5), for dashboards built on it:
@@ -65,10 +74,21 @@ static double mmol_of(int32_t mgdl)
     return round(mgdl / DIA_MGDL_PER_MMOL * 100.0) / 100.0;
 }
 
+/* The kinds whose time a person types, so that two records may share it. */
+static bool typed_time(enum dia_kind kind)
+{
+    return kind == DIA_KIND_CARBS || kind == DIA_KIND_BOLUS || kind == DIA_KIND_EVENT;
+}
+
 static void begin(struct influx_lp *lp, const struct dia_record *r, const char *type)
 {
     influx_lp_begin(lp, dia_kind_name(r->kind));
     influx_lp_tag(lp, "device", r->device_id[0] ? r->device_id : r->driver);
+    if (typed_time(r->kind)) {
+        char entry[9];
+        snprintf(entry, sizeof entry, "%.8s", r->key);
+        influx_lp_tag(lp, "entry", entry);
+    }
     influx_lp_tag(lp, "source", r->driver);
     influx_lp_tag(lp, "type", type);
 }

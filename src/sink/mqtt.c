@@ -17,8 +17,10 @@
  *                                    §3.5), so dexpy's subscribers keep working;
  *   <homeassistant>/sensor/<node>/glucose/config
  *                                    Home Assistant discovery (retained),
- *                                    sent when a device is first seen and
- *                                    again whenever HA announces "online" on
+ *                                    sent when a device is first seen,
+ *                                    again on every reconnect (the broker
+ *                                    may have lost it), and whenever HA
+ *                                    announces "online" on
  *                                    <homeassistant>/status (§5.3).
  *
  * Delivery: a network thread of our own runs mosquitto_loop() so that
@@ -44,6 +46,7 @@
  */
 #include <errno.h>
 #include <mosquitto.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -54,6 +57,7 @@
 #include "core/clock.h"
 #include "core/driver.h"
 #include "core/err.h"
+#include "core/hex.h"
 #include "core/journal.h"
 #include "core/log.h"
 #include "core/url.h"
@@ -221,6 +225,11 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
             mosquitto_subscribe(m, NULL, s->ha_status_topic, 1);
     }
     pthread_mutex_lock(&s->lock);
+    /* A reconnect may reach a broker that lost its retained messages (one
+     * restarted without persistence): announce the known devices again.
+     * Retained and a few hundred bytes each, so doing it every time is cheap. */
+    if (rc == 0)
+        publish_ha_configs_locked(s);
     s->conn_seen = true;
     s->conn_rc = rc;
     s->connected = rc == 0;
@@ -301,17 +310,6 @@ struct mqtt_address {
     char password[256];
 };
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The userinfo of a URL is percent-encoded (a password may hold ':' or '@'). */
 static bool percent_decode(const char *s, size_t n, char *out, size_t cap)
 {
@@ -323,7 +321,8 @@ static bool percent_decode(const char *s, size_t n, char *out, size_t cap)
             out[o++] = s[i];
             continue;
         }
-        int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1, lo = i + 2 < n ? hex_digit(s[i + 2]) : -1;
+        int hi = i + 2 < n ? dia_hex_digit(s[i + 1]) : -1;
+        int lo = i + 2 < n ? dia_hex_digit(s[i + 2]) : -1;
         if (hi < 0 || lo < 0)
             return false;
         out[o++] = (char)(hi * 16 + lo);
@@ -429,6 +428,13 @@ static int mqtt_settings(const struct dia_options *o, struct mqtt_address *a, ch
                  "use mqtts:// for TLS");
         return DIA_ERR_CONFIG;
     }
+    if (!dia_opt_str(o, "cert-file", NULL) != !dia_opt_str(o, "key-file", NULL)) {
+        explicit_bzero(a, sizeof *a);
+        snprintf(why, why_len,
+                 "a client certificate needs both cert-file= and key-file=; give both or "
+                 "neither");
+        return DIA_ERR_CONFIG;
+    }
     return DIA_OK;
 }
 
@@ -511,11 +517,43 @@ static void *mqtt_network_main(void *arg)
     return NULL;
 }
 
-static bool is_auth_refusal(int rc)
+/*
+ * What a refused CONNACK asks of us.  MQTT 3.1.1 §3.2.2.3 return codes and
+ * MQTT 5.0 §3.2.2.2 reason codes:
+ *   the login: 3.1.1 4 (bad user name or password) and 5 (not authorised);
+ *     5.0 0x86, 0x87, 0x8A (banned) and 0x8C (bad authentication method) →
+ *     DIA_ERR_AUTH: a person must act, and retrying fast could lock the
+ *     account;
+ *   for now: 3.1.1 3 (server unavailable); 5.0 0x80 (unspecified), 0x88
+ *     (server unavailable), 0x89 (server busy), 0x97 (quota exceeded),
+ *     0x9F (connection rate exceeded) → DIA_ERR_TRANSIENT: the broker is
+ *     restarting or shedding load, so try again with the usual back-off
+ *     instead of waiting half an hour;
+ *   anything else (protocol version, client id, "use another server", …)
+ *     is about our settings → DIA_ERR_CONFIG.
+ */
+enum connack_kind { CONNACK_LOGIN, CONNACK_BUSY, CONNACK_SETTINGS };
+
+static enum connack_kind connack_kind(int rc)
 {
-    /* MQTT 3.1.1 CONNACK 4 bad user name or password, 5 not authorised;
-     * MQTT 5 reason codes 0x86 and 0x87 mean the same */
-    return rc == 4 || rc == 5 || rc == 0x86 || rc == 0x87;
+    switch (rc) {
+    case 4:
+    case 5:
+    case 0x86:
+    case 0x87:
+    case 0x8A:
+    case 0x8C:
+        return CONNACK_LOGIN;
+    case 3:
+    case 0x80:
+    case 0x88:
+    case 0x89:
+    case 0x97:
+    case 0x9F:
+        return CONNACK_BUSY;
+    default:
+        return CONNACK_SETTINGS;
+    }
 }
 
 /*
@@ -541,6 +579,23 @@ static int tls_safe_connect(struct mqtt_sink *s, int keepalive)
     return mrc;
 }
 
+static void tls_insecure_option(struct dia_instance *in, struct mqtt_sink *s)
+{
+    if (dia_opt_bool(in->opts, "insecure", false))
+        mosquitto_tls_insecure_set(s->mosq, true);
+}
+
+/* Which TLS files to look at: only those the user gave (mqtt_settings()
+ * made sure that cert-file= and key-file= come together). */
+static const char *tls_files_advice(const char *ca, const char *cert)
+{
+    if (ca && cert)
+        return "check that ca-file=, cert-file= and key-file= name readable PEM files";
+    if (ca)
+        return "check that ca-file= names a readable PEM file";
+    return "check that cert-file= and key-file= name readable PEM files";
+}
+
 static int setup_tls(struct dia_instance *in, struct mqtt_sink *s)
 {
     const char *ca = dia_opt_str(in->opts, "ca-file", NULL);
@@ -548,32 +603,86 @@ static int setup_tls(struct dia_instance *in, struct mqtt_sink *s)
     const char *key = dia_opt_str(in->opts, "key-file", NULL);
     if (!s->tls) /* ca-file= without mqtts:// was refused by mqtt_settings() */
         return DIA_OK;
-    if (!ca)
-        mosquitto_int_option(s->mosq, MOSQ_OPT_TLS_USE_OS_CERTS, 1);
-    int rc = mosquitto_tls_set(s->mosq, ca, NULL, cert, key, NULL);
+    if (!ca) {
+        /* No private CA: trust the system's CA store, as a browser would.
+         * libmosquitto then loads OpenSSL's default verify paths (which
+         * honour SSL_CERT_FILE and SSL_CERT_DIR); verification stays on. */
+        int orc = mosquitto_int_option(s->mosq, MOSQ_OPT_TLS_USE_OS_CERTS, 1);
+        if (orc != MOSQ_ERR_SUCCESS) {
+            dia_instance_error(in,
+                               "this libmosquitto cannot use the system's CA certificates (%s); "
+                               "give the CA that signed the broker's certificate with ca-file=",
+                               mosquitto_strerror(orc));
+            return DIA_ERR_CONFIG;
+        }
+        if (!cert) {
+            tls_insecure_option(in, s);
+            return DIA_OK;
+        }
+    }
+    /* mosquitto_tls_set insists on a CA file or folder even when only a
+     * client certificate is added; without ca-file= it gets the system
+     * store's folder, which the option above trusts anyway. */
+    const char *capath = NULL;
+    if (!ca) {
+        capath = getenv(X509_get_default_cert_dir_env());
+        if (!capath || !capath[0])
+            capath = X509_get_default_cert_dir();
+    }
+    int rc = mosquitto_tls_set(s->mosq, ca, capath, cert, key, NULL);
     if (rc != MOSQ_ERR_SUCCESS) {
-        dia_instance_error(in,
-                           "TLS set-up failed (%s): check that ca-file, cert-file and key-file "
-                           "name readable PEM files",
-                           mosquitto_strerror(rc));
+        dia_instance_error(in, "TLS set-up failed (%s): %s", mosquitto_strerror(rc),
+                           tls_files_advice(ca, cert));
         return DIA_ERR_CONFIG;
     }
-    if (dia_opt_bool(in->opts, "insecure", false))
-        mosquitto_tls_insecure_set(s->mosq, true);
+    tls_insecure_option(in, s);
     return DIA_OK;
+}
+
+/* What to check after a failed TLS handshake, from OpenSSL's words (what
+ * libmosquitto logged; empty when it logged nothing).  Kept short: the
+ * sentence must fit the status line with the broker's address. */
+static const char *tls_failure_advice(struct dia_instance *in, const char *openssl_error)
+{
+    if (!openssl_error[0])
+        return "check that the port speaks TLS (a plain port needs mqtt://) and that its "
+               "certificate is signed by a trusted CA (or the one in ca-file=)";
+    if (!strstr(openssl_error, "certif"))
+        return "check that the port speaks TLS (a plain port needs mqtt://)";
+    if (dia_opt_str(in->opts, "ca-file", NULL))
+        return "check that ca-file= names the CA that signed the broker's certificate, "
+               "and that the certificate names the broker's host";
+    return "no CA this system trusts signed the broker's certificate (a private CA needs "
+           "ca-file=), or it does not name the broker's host";
+}
+
+/* OpenSSL's reason, shortened to what a person can use. */
+static void tls_reason(struct mqtt_sink *s, char *out, size_t len)
+{
+    pthread_mutex_lock(&s->lock);
+    const char *e = s->tls_error;
+    /* "OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify failed" */
+    const char *tail = strrchr(e, ':');
+    const char *reason = tail && tail[1] ? tail + 1 : e;
+    /* Cut to fit (a copy, not snprintf: the cut is intended). */
+    size_t n = strnlen(reason, len - 1);
+    memcpy(out, reason, n);
+    out[n] = '\0';
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* The reason a connect failed, in words a person can act on. */
 static int connect_error(struct dia_instance *in, struct mqtt_sink *s, int rc, int err)
 {
     switch (rc) {
-    case MOSQ_ERR_TLS:
-        dia_instance_error(in,
-                           "TLS handshake with the broker %s:%d failed: its certificate is not "
-                           "trusted (check ca-file=) or does not name this host, or the port "
-                           "does not speak TLS",
-                           s->host, s->port);
+    case MOSQ_ERR_TLS: {
+        char why[120];
+        tls_reason(s, why, sizeof why);
+        dia_instance_error(in, "TLS handshake with the broker %s:%d failed%s%s%s: %s", s->host,
+                           s->port, why[0] ? " (" : "", why, why[0] ? ")" : "",
+                           tls_failure_advice(in, why));
         return DIA_ERR_CONFIG;
+    }
     case MOSQ_ERR_EAI:
         dia_instance_error(in, "cannot find the broker host \"%s\" (DNS)", s->host);
         return DIA_ERR_TRANSIENT;
@@ -708,33 +817,47 @@ static int mqtt_open(struct dia_instance *in)
     snprintf(tls_error, sizeof tls_error, "%s", s->tls_error);
     pthread_mutex_unlock(&s->lock);
     if (!seen && tls_error[0]) {
-        dia_instance_error(in,
-                           "TLS handshake with the broker %s:%d failed (%s): check that ca-file= "
-                           "names the CA that signed the broker's certificate and that the "
-                           "certificate names the host %s",
-                           s->host, s->port, tls_error, s->host);
+        char why[120];
+        tls_reason(s, why, sizeof why);
+        dia_instance_error(in, "TLS handshake with the broker %s:%d failed (%s): %s", s->host,
+                           s->port, why, tls_failure_advice(in, why));
         mqtt_close(in);
         return DIA_ERR_CONFIG;
     }
     if (!seen) {
-        dia_instance_error(in, "the broker %s:%d did not answer the MQTT connect in %d s", s->host,
-                           s->port, MQTT_CONNECT_WAIT / 1000);
+        dia_instance_error(in,
+                           "the broker %s:%d did not answer the MQTT connect in %d s: check that "
+                           "this port is the broker's MQTT port (%s), not another service, and "
+                           "that the broker is not overloaded",
+                           s->host, s->port, MQTT_CONNECT_WAIT / 1000,
+                           s->tls ? "mqtts:// needs its TLS port, usually 8883"
+                                  : "mqtt:// needs its plain port, usually 1883");
         mqtt_close(in);
         return DIA_ERR_TIMEOUT;
     }
     if (conn_rc != 0) {
         bool v5 = strcmp(protocol, "5") == 0;
         const char *why = v5 ? mosquitto_reason_string(conn_rc) : mosquitto_connack_string(conn_rc);
-        if (is_auth_refusal(conn_rc))
+        enum connack_kind kind = connack_kind(conn_rc);
+        if (kind == CONNACK_LOGIN)
             dia_instance_error(in,
                                "the broker %s:%d refused the login (%s): check username= and "
                                "password=",
                                s->host, s->port, why);
+        else if (kind == CONNACK_BUSY)
+            dia_instance_error(in,
+                               "the broker %s:%d cannot take the connection for now (%s); "
+                               "trying again shortly",
+                               s->host, s->port, why);
         else
-            dia_instance_error(in, "the broker %s:%d refused the connection: %s", s->host, s->port,
-                               why);
+            dia_instance_error(in,
+                               "the broker %s:%d refused the connection (%s): check the "
+                               "broker address, protocol= and client-id=",
+                               s->host, s->port, why);
         mqtt_close(in);
-        return is_auth_refusal(conn_rc) ? DIA_ERR_AUTH : DIA_ERR_CONFIG;
+        return kind == CONNACK_LOGIN  ? DIA_ERR_AUTH
+               : kind == CONNACK_BUSY ? DIA_ERR_TRANSIENT
+                                      : DIA_ERR_CONFIG;
     }
     dia_info(in->name, "connected to %s:%d%s", s->host, s->port, s->tls ? " (TLS)" : "");
     return DIA_OK;
@@ -827,7 +950,7 @@ static int publish_for(struct dia_instance *in, struct mqtt_sink *s, uint32_t re
 }
 
 static int publish_record(struct dia_instance *in, struct mqtt_sink *s, uint32_t i,
-                          const struct dia_record *r, int64_t now)
+                          const struct dia_record *r)
 {
     struct mqtt_device spare, *d = device_for(in, s, r);
     char topic[400];
@@ -839,7 +962,7 @@ static int publish_record(struct dia_instance *in, struct mqtt_sink *s, uint32_t
         d = &spare;
     }
     bool glucose = r->kind == DIA_KIND_GLUCOSE && r->u.glucose.mgdl != DIA_ABSENT;
-    struct mqtt_glucose_ctx g = {.now_ms = now};
+    struct mqtt_glucose_ctx g = {0};
     if (glucose && d->prev_t_ms > 0 && d->prev_t_ms < r->t_utc_ms) {
         g.prev_t_ms = d->prev_t_ms;
         g.prev_mgdl = d->prev_mgdl;
@@ -913,11 +1036,10 @@ static int mqtt_send(struct dia_instance *in, const struct dia_record *recs, siz
         return DIA_ERR_TRANSIENT;
     }
 
-    int64_t now = dia_now_ms();
     size_t issued = 0; /* records whose messages were all handed to libmosquitto */
     int rc = DIA_OK;
     for (size_t i = 0; i < n && rc == DIA_OK; i++) {
-        rc = publish_record(in, s, (uint32_t)i, &recs[i], now);
+        rc = publish_record(in, s, (uint32_t)i, &recs[i]);
         if (rc == DIA_OK)
             issued = i + 1;
     }

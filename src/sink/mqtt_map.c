@@ -6,8 +6,9 @@
  * Home Assistant discovery with device_class blood_glucose_concentration,
  * state_class measurement, expire_after, availability (online/offline) and
  * a JSON attributes topic carrying trend, direction, delta and the reading's
- * time and age.  dexpy's "st|trend|value" payload from
- * specs/dexcom-receiver-usb-and-share.md §3.5.
+ * time (not its age: a retained message would keep an age that is wrong a
+ * minute later; Home Assistant computes it from reading_time).  dexpy's "st|trend|value" payload
+ * from specs/dexcom-receiver-usb-and-share.md §3.5.
  */
 #include "sink/mqtt_map.h"
 
@@ -75,8 +76,6 @@ char *mqtt_map_record_json(const struct dia_record *r, const struct mqtt_glucose
             if (gap >= DELTA_MIN_MS && gap <= DELTA_MAX_MS)
                 rc |= json_object_set_new(o, "delta", json_integer(mgdl - g->prev_mgdl));
         }
-        if (g && g->now_ms > 0)
-            rc |= json_object_set_new(o, "age_s", json_integer((g->now_ms - r->t_utc_ms) / 1000));
     }
     char *text = rc ? NULL : json_dumps(o, JSON_COMPACT);
     json_decref(o);
@@ -100,8 +99,7 @@ char *mqtt_map_ha_config(const struct mqtt_ha_sensor *s)
         "json_attributes_topic", s->state_topic, "json_attributes_template",
         "{{ {'trend': value_json.get('trend'), 'direction': value_json.get('direction'), "
         "'delta': value_json.get('delta'), 'reading_time': value_json.get('time'), "
-        "'reading_age_s': value_json.get('age_s'), 'record_key': value_json.get('record_key')} "
-        "| tojson }}",
+        "'record_key': value_json.get('record_key')} | tojson }}",
         "device", "identifiers", s->node_id, "name", name, "manufacturer", "diabridge", "model",
         s->driver, "sw_version", DIA_VERSION);
     if (!o)

@@ -23,17 +23,18 @@ int mqtt_map_dexpy_payload(const struct dia_record *r, char *buf, size_t len);
 void mqtt_map_topic_level(const char *id, char *out, size_t len);
 
 /* Context for a glucose payload: the previous reading of the same device
- * (for delta; prev_t_ms 0 when unknown) and the time of publishing. */
+ * (for delta; prev_t_ms 0 when unknown). */
 struct mqtt_glucose_ctx {
     int64_t prev_t_ms;
     int32_t prev_mgdl;
-    int64_t now_ms;
 };
 
 /* The record's JSON form (docs/DATA_FORMAT.md, with record_key) plus, for
  * glucose, the conveniences people and Home Assistant use: date (ms), sgv,
- * mmol, direction, delta (mg/dL against a reading 1–15 min earlier),
- * age_s.  malloc'd text, NULL when out of memory. */
+ * mmol, direction, delta (mg/dL against a reading 1–15 min earlier).  No
+ * "age" at publishing: the latest reading stays retained, and an age written
+ * into it would be wrong a minute later; the age is computed from `date` by
+ * whoever shows it.  malloc'd text, NULL when out of memory. */
 char *mqtt_map_record_json(const struct dia_record *r, const struct mqtt_glucose_ctx *g);
 
 /* Home Assistant discovery config for a device's glucose sensor

@@ -5,8 +5,10 @@
 # documented schema and field types (asked with /query); influxd stopped and
 # restarted mid-run → every delivered record is present exactly once; a
 # field type conflict dead-letters only the refused points, with the
-# server's message; auth on: a write-only user works and a wrong password is
-# a clear error.
+# server's message; a limit of the server (max-values-per-tag) stops the sink
+# with advice and sets nothing aside; auth on: a write-only user works, a
+# wrong password is a clear error, and https:// to a plain-HTTP port says what
+# to check.
 source "$(dirname "$0")/lib.bash"
 
 for tool in influxd curl sqlite3 jq; do
@@ -17,7 +19,7 @@ done
 T="$WORK/influx"
 mkdir -p "$T"
 HTTP= RPC= URL=
-write_config() { # auth-enabled true|false
+write_config() { # auth-enabled true|false [a line for [data]]
   cat >"$T/influxdb.conf" <<CONF
 reporting-disabled = true
 bind-address = "127.0.0.1:$RPC"
@@ -27,6 +29,7 @@ bind-address = "127.0.0.1:$RPC"
   dir = "$T/data"
   wal-dir = "$T/wal"
   query-log-enabled = false
+  ${2:-}
 [monitor]
   store-enabled = false
 [http]
@@ -144,6 +147,63 @@ dead_kinds=$(sqlite3 "$J2" "SELECT DISTINCT r.kind FROM dead_letter d JOIN recor
 [ "$(count_of conflict status "")" = "$(journal_count "$J2" ix status)" ] || fail "status points lost beside the conflict"
 pass "type conflict: the refused points dead-lettered with the server's message, the rest written"
 
+# --- the cause fixed, the dead letters sent again -------------------------------
+listing=$("$DIABRIDGE" dead-letters --journal "$J2") || fail "dead-letters listing failed"
+grep -q "^sink ix" <<<"$listing" || fail "listing names no sink: $listing"
+[ "$(grep -c "refused .*field type conflict" <<<"$listing")" = "$(dead_count)" ] \
+  || fail "listing does not show every dead letter with its reason: $listing"
+grep -q "dead-letters --retry" <<<"$listing" || fail "listing does not say how to retry"
+"$DIABRIDGE" status --journal "$J2" | grep -q "dead letters" || fail "status does not mention the dead letters"
+# a retry while the cause is still there: refused again, kept, not lost
+"$DIABRIDGE" run --journal "$J2" --sync normal --source "sim,seed=8,speed=60,history=1h" \
+  --sink "influx+http://127.0.0.1:$HTTP,db=conflict,name=ix" 2>"$WORK/retry.log" &
+d=$!
+PIDS+=($d)
+before=$(dead_count)
+marked=$("$DIABRIDGE" dead-letters --journal "$J2" --retry | sed -n 's/^\([0-9]*\) dead letters\{0,1\} marked.*/\1/p')
+# new readings keep arriving (and being refused) meanwhile
+[ -n "$marked" ] && [ "$marked" -ge "$before" ] || fail "--retry marked '$marked', want >= $before"
+pending() { sqlite3 "$J2" "SELECT count(*) FROM dead_letter WHERE retry = 1" 2>/dev/null || echo 1; }
+wait_for "[ \$(pending) = 0 ]" 150 || fail "the daemon did not try the dead letters again"
+[ "$(dead_count)" -ge "$before" ] || fail "dead letters lost on a refused retry: $(dead_count) < $before"
+grep -q "refused again" "$WORK/retry.log" || fail "a refused retry is not logged"
+# the cause fixed: every dead letter is delivered and removed
+curl -sf -XPOST "$URL/query" --data-urlencode "db=conflict" --data-urlencode "q=DROP MEASUREMENT glucose" \
+  >/dev/null || fail "dropping the conflicting measurement"
+"$DIABRIDGE" dead-letters --journal "$J2" --retry >/dev/null || fail "--retry failed"
+wait_for "[ \$(dead_count) = 0 ] && [ \$(cursor_of '$J2' ix) -ge \$(last_seq '$J2') ]" 150 \
+  || fail "dead letters not delivered after the fix: $(dead_count) left; $(tail -3 "$WORK/retry.log")"
+kill -TERM $d; wait $d
+[ "$(count_of conflict glucose "")" = "$(journal_count "$J2" ix glucose)" ] \
+  || fail "after the retry InfluxDB has $(count_of conflict glucose "") glucose points, the journal $(journal_count "$J2" ix glucose)"
+"$DIABRIDGE" dead-letters --journal "$J2" | grep -q "^no dead letters" || fail "listing after delivery"
+pass "dead letters: listed with the reason, kept when refused again, delivered once the cause is fixed"
+
+# --- a limit of the server: a setting to change, not records to set aside ----
+# max-values-per-tag = 1 and a glucose point of another device already
+# stored: every glucose point of ours is refused with "partial write:
+# max-values-per-tag limit exceeded".  The records are fine; the sink stops
+# with advice instead of dead-lettering every reading.
+stop_influxd
+write_config false "max-values-per-tag = 1"
+start_influxd || fail "influxd did not start with max-values-per-tag: $(tail -3 "$T/influxd.log")"
+admin "CREATE DATABASE limited"
+curl -sf -XPOST "$URL/write?db=limited&precision=ms" --data-binary "glucose,device=other sgv=100i $now" \
+  || fail "seeding the limit"
+J4="$WORK/limit.db"
+"$DIABRIDGE" run --journal "$J4" --sync normal --source "sim,seed=10,speed=600,history=1h" \
+  --sink "influx+http://127.0.0.1:$HTTP,db=limited,name=ix" 2>"$WORK/limit.log" &
+d=$!
+PIDS+=($d)
+wait_for "'$DIABRIDGE' status --journal '$J4' 2>/dev/null | grep -q 'has reached one of its limits'" 20 \
+  || fail "the server's limit is not reported: $("$DIABRIDGE" status --journal "$J4")"
+kill -TERM $d; wait $d
+grep -q "max-values-per-tag limit exceeded" "$WORK/limit.log" || fail "influxd's own words are missing: $(grep -m1 ix: "$WORK/limit.log")"
+[ "$(sqlite3 "$J4" "SELECT count(*) FROM dead_letter")" = 0 ] \
+  || fail "a server limit dead-lettered records: $(sqlite3 "$J4" 'SELECT reason FROM dead_letter LIMIT 1')"
+[ "$(cursor_of "$J4" ix)" -lt "$(last_seq "$J4")" ] || fail "the cursor passed records the server refused"
+pass "a limit of influxd (max-values-per-tag) stops the sink with advice; nothing set aside"
+
 # --- auth on: a write-only user ------------------------------------------------
 stop_influxd
 write_config true
@@ -156,6 +216,7 @@ export DIA_TEST_PW=wr1ter-pw
 "$DIABRIDGE" run --journal "$J3" --sync normal --source "sim,seed=9,speed=600,history=1h" \
   --sink "influx+http://127.0.0.1:$HTTP,db=diab,name=bad,username=writer,password=not-it" \
   --sink "influx+http://127.0.0.1:$HTTP,db=diab,name=good,username=writer,password-env=DIA_TEST_PW" \
+  --sink "influx+https://127.0.0.1:$HTTP,db=diab,name=tls,username=writer,password-env=DIA_TEST_PW" \
   2>"$WORK/auth.log" &
 d=$!
 PIDS+=($d)
@@ -163,9 +224,14 @@ wait_for "[ \$(cursor_of '$J3' good) -ge 12 ]" 20 || fail "write-only user: $(ta
 wait_for "'$DIABRIDGE' status --journal '$J3' | grep -q 'refused the credentials'" 10 \
   || fail "wrong password not explained: $("$DIABRIDGE" status --journal "$J3")"
 ! grep -q "not-it\|wr1ter-pw" "$WORK/auth.log" || fail "a password was printed"
+# https:// to a server that speaks plain HTTP: the URL once, and what to check
+wait_for "grep -q 'tls: .*cannot write to InfluxDB' '$WORK/auth.log'" 15 || fail "https to plain HTTP not reported"
+tls_msg=$(grep -m1 'tls: .*cannot write to InfluxDB' "$WORK/auth.log")
+[ "$(echo "$tls_msg" | grep -o "127.0.0.1:$HTTP/write" | wc -l)" = 1 ] || fail "the URL is not shown once: $tls_msg"
+echo "$tls_msg" | grep -q "speaks HTTPS on this port" || fail "no advice for https to plain HTTP: $tls_msg"
 kill -TERM $d; wait $d
 [ "$(cursor_of "$J3" bad)" -eq 0 ] || fail "cursor moved with a wrong password"
 got=$(count_of diab glucose "WHERE device='SIM9'" admin:adm1n-pw)
 [ "$got" = "$(journal_count "$J3" good glucose)" ] || fail "write-only user: $got points"
-pass "auth on: the write-only user writes, a wrong password is a clear error"
+pass "auth on: the write-only user writes, a wrong password is a clear error; https:// to plain HTTP is explained"
 echo "1 passed, 0 failed"

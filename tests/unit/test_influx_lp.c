@@ -201,9 +201,9 @@ static void test_diabridge_schema(void **state)
     dia_record_set_key(&b, "bolus:1");
     assert_int_equal(influx_map_record(&lp, &b, INFLUX_SCHEMA_DIABRIDGE, NULL), DIA_OK);
     snprintf(want, sizeof want,
-             "bolus,device=SIM1,source=sim,type=normal programmed=2.0,delivered=1.95,"
+             "bolus,device=SIM1,entry=%.8s,source=sim,type=normal programmed=2.0,delivered=1.95,"
              "record_key=\"%s\" 1700000000000\n",
-             b.key);
+             b.key, b.key);
     assert_string_equal(text(&lp), want);
 
     /* an event's text is a string field; newlines cannot break the line */
@@ -221,13 +221,57 @@ static void test_diabridge_schema(void **state)
     assert_non_null(strstr(text(&lp), ",type=note "));
 }
 
+/* Two carbs entries a person typed for the same minute are two records: they
+ * must be two points, not one overwriting the other; the same record sent
+ * again must stay one point. */
+static void test_typed_times_do_not_collide(void **state)
+{
+    (void)state;
+    struct influx_lp lp;
+    struct dia_record c[3];
+    for (int i = 0; i < 3; i++) {
+        dia_record_init(&c[i], DIA_KIND_CARBS);
+        snprintf(c[i].driver, sizeof c[i].driver, "dexcom-usb");
+        snprintf(c[i].device_id, sizeof c[i].device_id, "SM12345678");
+        c[i].t_utc_ms = 1700000040000LL;
+        c[i].u.carbs.carbs_dg = 200 + 150 * (i == 1);
+        /* the receiver's own identity of the entry: record index 41, 42, 41 */
+        dia_record_set_key(&c[i], "p11/i%d/s%d", i == 1 ? 42 : 41,
+                           i == 1 ? 1700000100 : 1700000070);
+    }
+    char series[3][200];
+    for (int i = 0; i < 3; i++) {
+        influx_lp_init(&lp, buf, sizeof buf);
+        assert_int_equal(influx_map_record(&lp, &c[i], INFLUX_SCHEMA_DIABRIDGE, NULL), DIA_OK);
+        /* series key: the text up to the first unescaped space */
+        const char *sp = strchr(text(&lp), ' ');
+        assert_non_null(sp);
+        snprintf(series[i], sizeof series[i], "%.*s", (int)(sp - text(&lp)), text(&lp));
+        assert_non_null(strstr(series[i], ",entry="));
+    }
+    assert_string_not_equal(series[0], series[1]); /* two entries, two points */
+    assert_string_equal(series[0], series[2]);     /* one record, one point */
+
+    /* readings keep the low-cardinality tags only */
+    struct dia_record g;
+    dia_record_init(&g, DIA_KIND_GLUCOSE);
+    snprintf(g.driver, sizeof g.driver, "dexcom-usb");
+    snprintf(g.device_id, sizeof g.device_id, "SM12345678");
+    g.t_utc_ms = 1700000040000LL;
+    g.u.glucose.mgdl = 100;
+    dia_record_set_key(&g, "egv");
+    influx_lp_init(&lp, buf, sizeof buf);
+    assert_int_equal(influx_map_record(&lp, &g, INFLUX_SCHEMA_DIABRIDGE, NULL), DIA_OK);
+    assert_null(strstr(text(&lp), "entry="));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_escaping),         cmocka_unit_test(test_names_without_ambiguity),
         cmocka_unit_test(test_float_forms),      cmocka_unit_test(test_invalid_points),
         cmocka_unit_test(test_buffer_full),      cmocka_unit_test(test_dexpy_line_exact),
-        cmocka_unit_test(test_diabridge_schema),
+        cmocka_unit_test(test_diabridge_schema), cmocka_unit_test(test_typed_times_do_not_collide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -66,8 +66,7 @@ static void test_glucose_json(void **state)
     (void)state;
     struct dia_record r;
     glucose(&r, 1700000600000LL, 126, DIA_TREND_FORTYFIVE_UP, DIA_ORIGIN_DEVICE);
-    struct mqtt_glucose_ctx g = {
-        .prev_t_ms = 1700000300000LL, .prev_mgdl = 120, .now_ms = 1700000630000LL};
+    struct mqtt_glucose_ctx g = {.prev_t_ms = 1700000300000LL, .prev_mgdl = 120};
     char *text = mqtt_map_record_json(&r, &g);
     assert_non_null(text);
     json_t *o = json_loads(text, 0, NULL);
@@ -76,7 +75,8 @@ static void test_glucose_json(void **state)
     assert_int_equal(json_integer_value(json_object_get(o, "sgv")), 126);
     assert_int_equal(json_integer_value(json_object_get(o, "date")), 1700000600000LL);
     assert_int_equal(json_integer_value(json_object_get(o, "delta")), 6);
-    assert_int_equal(json_integer_value(json_object_get(o, "age_s")), 30);
+    /* no age: the payload stays retained, and an age would soon be wrong */
+    assert_null(json_object_get(o, "age_s"));
     assert_string_equal(json_string_value(json_object_get(o, "direction")), "FortyFiveUp");
     assert_true(json_real_value(json_object_get(o, "mmol")) == 7.0);
     json_decref(o);
@@ -120,7 +120,9 @@ static void test_ha_config(void **state)
                         "diabridge/SM1/glucose/latest");
     const char *tmpl = json_string_value(json_object_get(o, "json_attributes_template"));
     assert_non_null(strstr(tmpl, "'delta'"));
-    assert_non_null(strstr(tmpl, "'reading_age_s'"));
+    assert_non_null(strstr(tmpl, "'reading_time'"));
+    /* an age frozen into a retained state would be wrong; HA derives it */
+    assert_null(strstr(tmpl, "age"));
     assert_string_equal(json_string_value(json_array_get(
                             json_object_get(json_object_get(o, "device"), "identifiers"), 0)),
                         "diabridge_SM1");
