@@ -195,22 +195,41 @@ static bool fail_and_wait(struct worker *w, const char *what, int err, int64_t *
 {
     atomic_fetch_add(&w->in.counters.failures, 1);
     *backoff = next_backoff(*backoff, err, seed);
+    /* A driver that keeps a longer wait of its own (dia_instance.retry_at_ms)
+     * has said in its error when it tries again: wait exactly that long and
+     * add nothing to its sentence, so the log speaks with one voice. */
+    bool driver_waits = false;
+    if (err == DIA_ERR_AUTH || err == DIA_ERR_CONFIG) {
+        int64_t wait = w->in.retry_at_ms - dia_now_ms();
+        if (w->in.retry_at_ms > 0 && wait > BACKOFF_MIN_MS) {
+            *backoff = wait;
+            driver_waits = true;
+        }
+    }
+    w->in.retry_at_ms = 0;
+    /* The time before the state: the status writer, woken by set_state,
+     * must not show "backing off" with the previous attempt's time. */
+    int64_t until = dia_now_ms() + *backoff;
+    pthread_mutex_lock(&w->lock);
+    w->next_attempt_ms = until;
+    pthread_mutex_unlock(&w->lock);
     set_state(w, W_BACKOFF, err);
     pthread_mutex_lock(&w->lock);
-    w->next_attempt_ms = dia_now_ms() + *backoff;
     w->restarts++;
     char msg[256];
     snprintf(msg, sizeof msg, "%s", w->error);
     pthread_mutex_unlock(&w->lock);
     atomic_fetch_add(&w->in.counters.reconnects, 1);
-    if (err == DIA_ERR_AUTH || err == DIA_ERR_CONFIG)
+    if (driver_waits)
+        dia_err(w->in.name, "%s failed: %s", what, msg);
+    else if (err == DIA_ERR_AUTH || err == DIA_ERR_CONFIG)
         dia_err(w->in.name,
                 "%s failed: %s; trying again in %lld minutes (fix the settings and "
                 "restart diabridge to try at once)",
                 what, msg, (long long)(*backoff / 60000));
     else
         dia_warn(w->in.name, "%s failed: %s; retrying in %.1f s", what, msg, *backoff / 1000.0);
-    return sleep_until(w->d, dia_now_ms() + *backoff);
+    return sleep_until(w->d, until);
 }
 
 /* A passing poll failure of a driver that retries in place

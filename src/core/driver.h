@@ -47,6 +47,12 @@ struct dia_instance {
     struct dia_journal *journal; /* this worker's own connection (state reads) */
     const atomic_bool *stop;     /* set when the daemon shuts down */
     char last_error[256];        /* human sentence; never contains a secret */
+    /* Optional, set by a driver whose open/poll fails with DIA_ERR_AUTH or
+     * DIA_ERR_CONFIG and that will not try again before a time of its own
+     * (Share: a rejected password waits auth-retry=, a lock-out hours), a
+     * time its last_error states.  Wall-clock Unix ms; 0: the supervisor's
+     * back-off decides.  The supervisor waits until then and resets it. */
+    int64_t retry_at_ms;
 };
 
 static inline bool dia_instance_stopping(const struct dia_instance *in)

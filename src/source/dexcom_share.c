@@ -41,20 +41,23 @@
  * outage and no login at all while the session lives.  open() makes no
  * request: the first poll logs in, so an outage at start-up is paced the
  * same way.  Only what needs a person (a rejected password, a lock-out, a
- * wrong address) goes back to the supervisor, which then waits 30 minutes.
+ * wrong address, a redirect) goes back to the supervisor, which then waits
+ * 30 minutes, or until the time this driver names (wrong passwords below).
  *
  * Wrong passwords.  Dexcom answers a wrong password — and a right password
  * on the wrong region's server — with the same HTTP 500 fault, and every
  * failed login counts toward a lock-out (spec §3.6, §4.3).  So a rejected
  * login is never retried quickly: open() (the gate below) and poll() (the
- * login) return DIA_ERR_AUTH, which makes the supervisor wait 30 minutes
- * (core/daemon.c BACKOFF_AUTH_MS) with exactly one open(), hence at most
- * one login, per wait.  The failure is also written to the journal, with a
- * 16-bit salted fingerprint of the settings, so that a restarted daemon does
- * not try the same password again before auth-retry= has passed unless the
- * settings changed.  (Sixteen bits are enough to notice a change and far too few to
- * help anyone guess the password from the journal.)  A lock-out is kept the
- * same way for SHARE_LOCKOUT_MS, whatever the password.
+ * login) return DIA_ERR_AUTH with dia_instance.retry_at_ms set to the time
+ * the gate opens again (auth-retry=, 1 h by default), and the supervisor
+ * waits until then: exactly one open(), hence at most one login, per wait,
+ * and one message, which names the time.  The failure is also written to
+ * the journal, with a 16-bit salted fingerprint of the settings, so that a
+ * restarted daemon does not try the same password again before auth-retry=
+ * has passed unless the settings changed.  (Sixteen bits are enough to
+ * notice a change and far too few to help anyone guess the password from
+ * the journal.)  A lock-out is kept the same way for SHARE_LOCKOUT_MS,
+ * whatever the password.
  *
  * Consolidation (DESIGN §6): record.sensor is sensor= (or patient=) named
  * by proto/dexcom/sensor_group.c, the rule dexcom-usb follows too: a
@@ -107,6 +110,7 @@
 #define SHARE_LOCKOUT_MS     (6 * 60 * MINUTE_MS) /* "back off for hours" (spec §4.3) */
 #define SHARE_BACKOFF_MAX_MS (5 * MINUTE_MS)      /* outage retries: the reading rhythm */
 #define SHARE_RENEW_RETRY_MS (30 * MINUTE_MS)     /* a failed renewal: the old session lives on */
+#define SHARE_RELOGIN_PAUSE  (30 * MINUTE_MS)     /* a fresh session refused: first pause */
 #define SHARE_WINDOW_MARGIN  10                   /* minutes read before the newest WT */
 #define SHARE_FEW_MINUTES    10                   /* the smallest window */
 
@@ -174,13 +178,19 @@ struct share {
     int failures_in_a_row; /* failed polls since the last good one (outage back-off) */
     unsigned jitter_seed;
     int64_t renew_retry_ms; /* driver clock: no renewal before this after one failed */
-    bool announced;         /* "following …" logged */
-    uint64_t account_fp;    /* who we log in as, where */
+    /* Sessions refused right after the login (see poll_once): no login for a
+     * refused session before relogin_at_ms (driver clock; 0: at once), and
+     * the pause that follows the next such refusal. */
+    int64_t relogin_at_ms;
+    int64_t relogin_pause_ms;
+    bool announced;      /* "following …" logged */
+    uint64_t account_fp; /* who we log in as, where */
     long long time_scale;
     int64_t time_anchor;
     int64_t auth_retry_ms;
     long timeout_ms;
     bool account_saved; /* the journal holds account_id */
+    bool custom_url;    /* url= given: a wrong address is the user's to fix */
 };
 
 /* ---- the driver's clock ---------------------------------------------------- */
@@ -284,27 +294,42 @@ static unsigned settings_fp(struct dia_instance *src, const struct share *s, boo
 
 /* ---- errors ------------------------------------------------------------------ */
 
+/*
+ * A rejected password, now (rejected_now) or earlier (the gate).  The
+ * sentence says when the same settings are tried again, and the supervisor
+ * is told that time (retry_at_ms) so that it neither wakes earlier nor
+ * announces a wait of its own.  "Restart to try at once" holds only for
+ * changed settings (the gate lets a new fingerprint through), so it says so.
+ */
+static int auth_refusal(struct dia_instance *src, struct share *s, int64_t retry_ms,
+                        bool rejected_now)
+{
+    char when[48];
+    src->retry_at_ms = share_to_wall(s, retry_ms);
+    format_local(src->retry_at_ms, when, sizeof when);
+    dia_instance_error(src,
+                       "Dexcom Share rejected %s: wrong password or wrong region (check "
+                       "username, password, us/ous/jp). Next try at %s, as failed logins lead "
+                       "to a lock-out; to try at once, change the settings and restart diabridge",
+                       rejected_now ? "the login" : "these settings earlier", when);
+    return DIA_ERR_AUTH;
+}
+
 static int auth_rejected(struct dia_instance *src, struct share *s, const char *code)
 {
     int64_t now = share_now(s);
     unsigned fp = settings_fp(src, s, true);
     state_set_i64(src, "auth_failed_ms", now);
     state_set_i64(src, "auth_settings", fp);
-    char until[48];
-    format_local(share_to_wall(s, now + s->auth_retry_ms), until, sizeof until);
     dia_err(src->name, "login rejected by %s (%s)", s->base_log, code);
-    dia_instance_error(src,
-                       "Dexcom Share rejected the login: wrong password or wrong region (check "
-                       "username, password and us/ous/jp). No new try before %s unless the "
-                       "settings change (each failed login counts toward a lock-out)",
-                       until);
-    return DIA_ERR_AUTH;
+    return auth_refusal(src, s, now + s->auth_retry_ms, true);
 }
 
 static int locked_out(struct dia_instance *src, struct share *s, int64_t until_ms, bool earlier)
 {
     char until[48];
-    format_local(share_to_wall(s, until_ms), until, sizeof until);
+    src->retry_at_ms = share_to_wall(s, until_ms); /* whatever the password: see login_gate */
+    format_local(src->retry_at_ms, until, sizeof until);
     dia_instance_error(src,
                        "Dexcom locked this account after too many failed logins%s. diabridge "
                        "waits until %s; check the password in the Dexcom app meanwhile",
@@ -325,16 +350,8 @@ static int login_gate(struct dia_instance *src, struct share *s)
     int64_t failed = state_get_i64(src, "auth_failed_ms");
     if (failed > 0 && now < failed + s->auth_retry_ms && now >= failed) {
         unsigned stored = (unsigned)state_get_i64(src, "auth_settings");
-        if (settings_fp(src, s, false) == stored) {
-            char until[48];
-            format_local(share_to_wall(s, failed + s->auth_retry_ms), until, sizeof until);
-            dia_instance_error(src,
-                               "Dexcom Share rejected these settings earlier: wrong password or "
-                               "wrong region (check username, password and us/ous/jp). No new "
-                               "try before %s unless the settings change",
-                               until);
-            return DIA_ERR_AUTH;
-        }
+        if (settings_fp(src, s, false) == stored)
+            return auth_refusal(src, s, failed + s->auth_retry_ms, false);
         dia_info(src->name, "settings changed since the rejected login; trying again");
     }
     return DIA_OK;
@@ -373,8 +390,20 @@ static int share_post(struct dia_instance *src, struct share *s, const char *wha
     if (rc != DIA_OK) {
         if (rc == DIA_ERR_TIMEOUT)
             atomic_fetch_add(&src->counters.timeouts, 1);
-        dia_instance_error(src, "cannot reach Dexcom Share (%s): %s; retrying later", what,
-                           r->res.error);
+        /* A name that does not resolve is a network outage for the region's
+         * own host, but most likely a typo in a url= the user wrote.  Still
+         * retried: the network may be what is down.  (http.c passes on
+         * curl's wording, "Couldn't resolve host name" or, in newer
+         * versions, "Could not resolve hostname".) */
+        if (s->custom_url && strcasestr(r->res.error, "resolve host"))
+            dia_instance_error(src,
+                               "cannot find the server of url= (%s): its name is unknown to DNS; "
+                               "check url= for a typo (or remove it to use the region's "
+                               "server); retrying later",
+                               s->base_log);
+        else
+            dia_instance_error(src, "cannot reach Dexcom Share (%s): %s; retrying later", what,
+                               r->res.error);
         /* TLS trouble (DIA_ERR_CONFIG from http.c; the URL itself was checked
          * at start) is usually a captive portal or a wrong clock: retry. */
         return rc == DIA_ERR_NOMEM ? rc : rc == DIA_ERR_TIMEOUT ? rc : DIA_ERR_TRANSIENT;
@@ -390,6 +419,25 @@ static int share_post(struct dia_instance *src, struct share *s, const char *wha
     dexcom_share_snippet(r->res.body, r->res.body_len, snip, sizeof snip);
     if (r->res.status == 400)
         return DIA_ERR_DEVICE; /* a session id the server does not take (spec §4.3) */
+    if (r->res.status >= 300 && r->res.status < 400) {
+        /* Share's API never redirects; a server that does is not Share at
+         * this address (an http:// address answered by an https redirect,
+         * a moved host).  Following it would send the password elsewhere
+         * (io/http.c follows same-origin redirects only, and we ask for
+         * none), and retrying cannot help: a person must fix the address. */
+        char to[96] = "elsewhere";
+        if (r->res.location)
+            dia_http_url_for_log(r->res.location, to, sizeof to);
+        /* the advice first: the addresses may be long */
+        dia_instance_error(src,
+                           "wrong server address? Check %s. %s answered %s with HTTP %ld, a "
+                           "redirect to %s, which diabridge does not follow",
+                           s->custom_url ? "url= (or remove it to use the region's server)"
+                                         : "the region (us, ous or jp); if Dexcom has moved "
+                                           "Share, url= can name the new server",
+                           s->base_log, what, r->res.status, to);
+        return DIA_ERR_CONFIG;
+    }
     if (r->res.status == 404 || r->res.status == 405) {
         dia_instance_error(src,
                            "Dexcom Share answered HTTP %ld to %s at %s: the server address is "
@@ -581,6 +629,7 @@ static int configure(struct dia_instance *src, struct share *s)
             return DIA_ERR_CONFIG;
         }
         host = url;
+        s->custom_url = true;
     }
     /* A bare server address gets the service path; a full one is kept. */
     const char *path = strstr(host, "://") + 3;
@@ -691,6 +740,19 @@ static int share_open(struct dia_instance *src)
         set_device_id(s);
     }
     s->last_wt_ms = state_get_i64(src, "last_wt_ms");
+    /* Stored by a version that accepted readings up to a day ahead, or
+     * before this machine's clock was set back: polling would wait for that
+     * time.  Treated as unknown: the first read covers the last 24 h, and
+     * its newest reading replaces the stored one. */
+    if (s->last_wt_ms > share_now(s) + DEXCOM_SHARE_FUTURE_MS) {
+        char when[48];
+        format_local(share_to_wall(s, s->last_wt_ms), when, sizeof when);
+        dia_warn(src->name,
+                 "the newest reading stored, %s, lies in the future of this machine's clock; "
+                 "reading the last 24 h again",
+                 when);
+        s->last_wt_ms = 0;
+    }
     s->pending_wt_ms = s->last_wt_ms;
 
     rc = login_gate(src, s);
@@ -745,6 +807,11 @@ static int64_t next_poll(struct share *s, int64_t now, bool got_new)
         next = now + SHARE_READING_MS;
     } else {
         int64_t newest = s->pending_wt_ms > s->last_wt_ms ? s->pending_wt_ms : s->last_wt_ms;
+        /* A reading accepted slightly ahead of our clock (at most
+         * DEXCOM_SHARE_FUTURE_MS) must not push the next poll further out:
+         * the rhythm is taken from now at the latest. */
+        if (newest > now)
+            newest = now;
         int64_t due = newest + SHARE_READING_MS + SHARE_GRACE_MS;
         if (due > now) {
             next = due;
@@ -788,6 +855,7 @@ static int poll_once(struct dia_instance *src, struct share *s, struct dia_batch
 
     bool renew =
         s->session_id[0] && now - s->session_ms >= SHARE_SESSION_RENEW && now >= s->renew_retry_ms;
+    bool fresh = false; /* the session comes from a login in this poll */
     if (!s->session_id[0] || renew) {
         char old[DEXCOM_SHARE_UUID_LEN + 1];
         memcpy(old, s->session_id, sizeof old);
@@ -806,6 +874,7 @@ static int poll_once(struct dia_instance *src, struct share *s, struct dia_batch
         explicit_bzero(old, sizeof old);
         if (rc != DIA_OK)
             return rc;
+        fresh = true;
         announce(src, s);
     }
 
@@ -828,32 +897,56 @@ static int poll_once(struct dia_instance *src, struct share *s, struct dia_batch
             count = DEXCOM_SHARE_MAX_COUNT;
     }
 
+    /*
+     * Expired or unknown session: log in again once, read again once (spec
+     * §4.4); dexpy never did and went silent (spec §3.3 #2).  But a server
+     * that refuses even the session it has just handed out (HTTP 400 or a
+     * session fault for everything) would otherwise get a successful login
+     * with every poll, forever.  The rule: one login per refused session;
+     * when the session from that login is refused too, no login for
+     * SHARE_RELOGIN_PAUSE (30 min), doubling with each such refusal up to
+     * SHARE_SESSION_RENEW (8 h), while the polls go on reading with the
+     * session held at the outage pace.  The first good read ends this.
+     */
     struct reply r;
     bool refused;
     int rc = read_window(src, s, minutes, count, &r, &refused);
-    if (refused) {
-        /* Expired or unknown session: log in again once, read again once
-         * (spec §4.4).  dexpy never did and went silent (spec §3.3 #2). */
+    if (refused && !fresh && now >= s->relogin_at_ms) {
         reply_free(&r);
         dia_info(src->name, "session expired (%s); logging in again",
                  r.fault.code[0] ? r.fault.code : "HTTP 400");
         rc = share_login(src, s);
         if (rc != DIA_OK)
             return rc; /* a passing failure: the next poll logs in */
+        fresh = true;
         rc = read_window(src, s, minutes, count, &r, &refused);
-        if (refused) {
-            s->session_id[0] = '\0';
-            dia_instance_error(src,
-                               "Dexcom Share refused a session right after the login (%s); "
-                               "retrying later",
-                               r.fault.code[0] ? r.fault.code : "HTTP 400");
-            rc = DIA_ERR_TRANSIENT;
+    }
+    if (refused) {
+        const char *what = r.fault.code[0] ? r.fault.code : "HTTP 400";
+        if (fresh) {
+            s->relogin_pause_ms =
+                s->relogin_pause_ms ? s->relogin_pause_ms * 2 : SHARE_RELOGIN_PAUSE;
+            if (s->relogin_pause_ms > SHARE_SESSION_RENEW)
+                s->relogin_pause_ms = SHARE_SESSION_RENEW;
+            s->relogin_at_ms = now + s->relogin_pause_ms;
         }
+        char when[48];
+        format_local(share_to_wall(s, s->relogin_at_ms), when, sizeof when);
+        dia_instance_error(src,
+                           "Dexcom Share %s (%s); reading again later, with no new login "
+                           "before %s",
+                           fresh ? "refused a session right after the login"
+                                 : "still refuses the session",
+                           what, when);
+        rc = DIA_ERR_TRANSIENT;
     }
     if (rc != DIA_OK) {
         reply_free(&r);
         return rc;
     }
+    s->relogin_at_ms = 0;
+    s->relogin_pause_ms = 0;
+    int64_t parse_now = share_now(s); /* after the reply: see below */
 
     struct dexcom_share_reading *readings = calloc(DEXCOM_SHARE_MAX_COUNT, sizeof *readings);
     if (!readings) {
@@ -864,7 +957,10 @@ static int poll_once(struct dia_instance *src, struct share *s, struct dia_batch
     size_t n = 0;
     struct dexcom_share_parse_stats st;
     char why[200];
-    rc = dexcom_share_parse_readings(r.res.body, r.res.body_len, now, readings,
+    /* Reading times are judged against the clock after the reply arrived:
+     * a reply can hold a reading taken while it was on its way (and under
+     * time-scale= a slow reply spans simulated minutes). */
+    rc = dexcom_share_parse_readings(r.res.body, r.res.body_len, parse_now, readings,
                                      DEXCOM_SHARE_MAX_COUNT, &n, &st, why, sizeof why);
     reply_free(&r);
     if (rc != DIA_OK) {
@@ -880,8 +976,12 @@ static int poll_once(struct dia_instance *src, struct share *s, struct dia_batch
     if (st.implausible)
         atomic_fetch_add(&src->counters.implausible, st.implausible);
     if (st.malformed || st.implausible)
-        dia_warn(src->name, "skipped %zu unreadable and %zu implausible readings; first: %s",
-                 st.malformed, st.implausible, why);
+        dia_warn(src->name,
+                 "skipped %zu unreadable and %zu implausible readings (implausible: a value "
+                 "outside %d-%d mg/dL, or a time before 2015 or more than %lld minutes ahead of "
+                 "this machine's clock: then check its clock and the phone's); first: %s",
+                 st.malformed, st.implausible, DEXCOM_SHARE_MGDL_MIN, DEXCOM_SHARE_MGDL_MAX,
+                 DEXCOM_SHARE_FUTURE_MS / MINUTE_MS, why);
 
     announce(src, s); /* the group is known from the first login on */
     int64_t received = dia_now_ms();

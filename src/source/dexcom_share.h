@@ -37,7 +37,7 @@ struct dexcom_share_parse_stats {
  * out[0..max) (*n of them; more than max are counted malformed); bad
  * elements are skipped and counted in st, and the first problem is
  * described in why (a redacted snippet, never a secret).  now_ms bounds
- * reading times (a day in the future at most).  Returns DIA_OK, or
+ * reading times (at most DEXCOM_SHARE_FUTURE_MS, 5 minutes, ahead of it).  Returns DIA_OK, or
  * DIA_ERR_NOT_MINE when the body is not a JSON array at all.
  */
 int dexcom_share_parse_readings(const char *body, size_t len, int64_t now_ms,

@@ -171,7 +171,9 @@ static int parse_reading(const json_t *obj, int64_t now_ms, struct dexcom_share_
         return DIA_ERR_IMPLAUSIBLE;
     }
     if (dexcom_share_time_check(r->wt_ms, now_ms) != DIA_OK) {
-        say(why, whylen, "a reading's time WT %lld is before 2015 or in the future",
+        say(why, whylen,
+            "a reading's time WT %lld is before 2015 or more than 5 minutes ahead of this "
+            "machine's clock",
             (long long)r->wt_ms);
         return DIA_ERR_IMPLAUSIBLE;
     }

@@ -624,9 +624,35 @@ static void test_plausibility(void **state)
     assert_int_equal(dexcom_share_value_check(401), DIA_OK);
     assert_int_equal(dexcom_share_value_check(402), DIA_ERR_IMPLAUSIBLE);
     assert_int_equal(dexcom_share_time_check(1420070399999LL, NOW_2026), DIA_ERR_IMPLAUSIBLE);
-    assert_int_equal(dexcom_share_time_check(NOW_2026 + 3600000, NOW_2026), DIA_OK);
+    assert_int_equal(dexcom_share_time_check(NOW_2026, NOW_2026), DIA_OK);
+    /* ahead of now: a few minutes of clock disagreement, never more (an
+     * hour ahead once passed, was published, and stalled polling) */
+    assert_int_equal(dexcom_share_time_check(NOW_2026 + DEXCOM_SHARE_FUTURE_MS, NOW_2026), DIA_OK);
+    assert_int_equal(dexcom_share_time_check(NOW_2026 + DEXCOM_SHARE_FUTURE_MS + 1, NOW_2026),
+                     DIA_ERR_IMPLAUSIBLE);
+    assert_int_equal(dexcom_share_time_check(NOW_2026 + 3600000, NOW_2026), DIA_ERR_IMPLAUSIBLE);
     assert_int_equal(dexcom_share_time_check(NOW_2026 + 2 * 86400000LL, NOW_2026),
                      DIA_ERR_IMPLAUSIBLE);
+    assert_true(DEXCOM_SHARE_FUTURE_MS >= 60000 && DEXCOM_SHARE_FUTURE_MS <= 5 * 60000);
+
+    /* in a reply: the future reading is counted as implausible and skipped,
+     * the others are kept */
+    char body[512];
+    snprintf(body, sizeof body,
+             "[{\"WT\":\"Date(%lld)\",\"Value\":123,\"Trend\":\"Flat\"},"
+             "{\"WT\":\"Date(%lld)\",\"Value\":120,\"Trend\":\"Flat\"}]",
+             (long long)(NOW_2026 + 2 * 3600000LL), (long long)(NOW_2026 - 60000));
+    struct dexcom_share_reading out[2];
+    size_t n = 0;
+    struct dexcom_share_parse_stats st;
+    char why[200] = "";
+    assert_int_equal(
+        dexcom_share_parse_readings(body, strlen(body), NOW_2026, out, 2, &n, &st, why, sizeof why),
+        DIA_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(st.implausible, 1);
+    assert_int_equal(out[0].mgdl, 120);
+    assert_non_null(strstr(why, "ahead of this machine's clock"));
 }
 
 int main(void)

@@ -96,10 +96,23 @@ int dexcom_share_uuid_parse(const char *text, size_t len, char out[DEXCOM_SHARE_
 /* DIA_OK for a glucose value a sensor can report, else DIA_ERR_IMPLAUSIBLE. */
 int dexcom_share_value_check(long long mgdl);
 
-/* Share started in 2015 (spec §4.2's oldest example is March 2015); a
- * reading more than a day in the future of now_ms is a clock fault. */
+/*
+ * Share started in 2015 (spec §4.2's oldest example is March 2015).  A
+ * reading is uploaded after it was taken (15–30 s later, spec §4.4), so a
+ * WT ahead of now_ms only ever means that two clocks disagree: the phone's,
+ * which stamps WT, and this machine's.  Both are normally set from the
+ * network and agree within seconds; DEXCOM_SHARE_FUTURE_MS allows for a
+ * clock that is still converging after boot, and is one reading interval,
+ * so a reading accepted at the limit can move the polling rhythm by at
+ * most one reading.  Anything further ahead (a phone on manual time, an
+ * hour off after a DST change, a host that booted with an old clock) makes
+ * the reading's time itself doubtful, and a wrong time is worse than a
+ * missing reading: rejected, counted as implausible.  The reading is not
+ * lost for good: the window is read again later, when the clocks agree.
+ */
 #define DEXCOM_SHARE_EPOCH_MIN_MS 1420070400000LL /* 2015-01-01T00:00:00Z */
-#define DEXCOM_SHARE_FUTURE_MS    (24LL * 3600 * 1000)
+#define DEXCOM_SHARE_FUTURE_MS    (5LL * 60 * 1000)
+/* DIA_OK when EPOCH_MIN <= wt_ms <= now_ms + FUTURE_MS, else DIA_ERR_IMPLAUSIBLE. */
 int dexcom_share_time_check(int64_t wt_ms, int64_t now_ms);
 
 /* ---- requests -------------------------------------------------------------- */
