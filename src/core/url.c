@@ -174,6 +174,26 @@ static void put_str(struct out *o, const char *s)
     put(o, s, strlen(s));
 }
 
+/* A path, with the one credential that travels in a path redacted:
+ * Nightscout exchanges an access token for a bearer token at
+ * /api/v2/authorization/request/TOKEN. */
+static void put_path(struct out *o, const char *p, size_t n)
+{
+    static const char marker[] = "/authorization/request/";
+    const size_t ml = sizeof marker - 1;
+    for (size_t i = 0; i + ml <= n; i++) {
+        if (strncasecmp(p + i, marker, ml) != 0)
+            continue;
+        put(o, p, i + ml);
+        size_t tl = span_until(p + i + ml, n - i - ml, "/");
+        if (tl > 0)
+            put_str(o, DIA_REDACTED);
+        put(o, p + i + ml + tl, n - i - ml - tl);
+        return;
+    }
+    put(o, p, n);
+}
+
 /* The display form of s[0..n). */
 static void display(const char *s, size_t n, struct out *o)
 {
@@ -196,7 +216,7 @@ static void display(const char *s, size_t n, struct out *o)
         i = sl + 3 + alen;
     }
     size_t plen = span_until(s + i, n - i, "?#");
-    put(o, s + i, plen);
+    put_path(o, s + i, plen);
     i += plen;
     /* query and fragment, one parameter at a time */
     while (i < n) {

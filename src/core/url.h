@@ -13,7 +13,9 @@
  *   - the password of `user:password@`; userinfo without a colon is
  *     redacted whole, since a bare `TOKEN@host` is a credential too;
  *   - the value of every query or fragment parameter whose name looks like
- *     a credential (dia_url_param_is_secret).
+ *     a credential (dia_url_param_is_secret);
+ *   - the path segment after `/authorization/request/`, where Nightscout
+ *     takes an access token in the path.
  *
  * Everything here is pure: no I/O, no allocation.
  */

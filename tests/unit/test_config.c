@@ -358,6 +358,13 @@ static void test_url_display(void **state)
     expect_display("https://h/?apikey=S&api-key=S&password=S&sig=S",
                    "https://h/?apikey=<redacted>&api-key=<redacted>&password=<redacted>&sig="
                    "<redacted>");
+    /* Nightscout's token exchange carries the token in the path */
+    expect_display("https://h/api/v2/authorization/request/diab-SECRET0123",
+                   "https://h/api/v2/authorization/request/<redacted>");
+    expect_display("https://h/ns/api/v2/Authorization/Request/diab-SECRET0123/x?y=1",
+                   "https://h/ns/api/v2/Authorization/Request/<redacted>/x?y=1");
+    expect_display("https://h/api/v2/authorization/request/",
+                   "https://h/api/v2/authorization/request/");
     expect_display("/var/log/cgm.jsonl", "/var/log/cgm.jsonl");
     expect_display("ous", "ous");
     expect_display("mqtt://u:SECRETPW@h:99999", "mqtt://u:<redacted>@h:99999"); /* malformed */
