@@ -37,14 +37,19 @@
  *                    Every page carries correct
  *                    header and record CRCs.  A new reading every 5 minutes
  *                    of simulated time; --speed N writes them N times
- *                    faster (the receiver's clock keeps real time: see
- *                    system_now()).  --patient-start MS starts the
- *                    patient's history at that Unix ms (rounded down to 5
- *                    minutes) instead of --history before now: with the
- *                    same --seed, `share-server --patient-start MS
- *                    --utc-offset 0` serves the same readings, as Share
- *                    would for this receiver's transmitter.  A generated
- *                    receiver names its transmitter on stderr at start.
+ *                    faster for an hour, starting (N − 1) hours back, so
+ *                    that none lies in the future of the receiver's clock,
+ *                    which keeps real time (see system_now()).
+ *                    --patient-start MS starts the patient's history at
+ *                    that Unix ms (rounded down to 5 minutes) instead of
+ *                    --history before now: with the same --seed,
+ *                    `share-server --patient-start MS --utc-offset 0`
+ *                    serves the same readings, as Share would for this
+ *                    receiver's transmitter.  A generated receiver names
+ *                    its transmitter on stderr at start.  --egv-revision N
+ *                    claims EGV revision N in the partition info and page
+ *                    headers while writing the usual records: a receiver
+ *                    newer than the daemon.
  *
  * stdout: the pty's slave path, one line, flushed; a new line with the new
  * path after each simulated unplug.  --link PATH keeps a symlink pointing
@@ -116,9 +121,11 @@ struct rx {
     char partition_xml[2048];
     char transmitter[8];
     int32_t display_offset;
-    uint32_t sys_base; /* receiver system time at wall_base */
-    int64_t wall_base; /* monotonic ms */
-    int64_t unix_base; /* simulated Unix ms at wall_base (generated) */
+    uint32_t sys_base;  /* receiver system time at wall_base */
+    int64_t wall_base;  /* monotonic ms */
+    int64_t unix_base;  /* simulated Unix ms at wall_base (generated) */
+    int64_t clock_base; /* real Unix ms at wall_base: the receiver's clock */
+    int egv_revision;   /* --egv-revision: 0, or the EGV revision to claim */
     long long speed;
 
     /* generated mode */
@@ -196,18 +203,26 @@ static uint32_t get32(const uint8_t *p)
  * arrive faster: the daemon measures host − receiver time on every poll,
  * and a clock running N times too fast would shift readings read in
  * different polls against each other (by up to minutes at 120×), enough
- * for consolidation to take neighbours for one reading.  So at speed N the
- * newest readings lie in the receiver's future; a real receiver never does
- * that, but the daemon does not mind. */
+ * for consolidation to take neighbours for one reading.  Yet a receiver
+ * never stores a reading in its own future, and the daemon refuses one
+ * that does.  So at speed N the simulated time starts CATCH_UP_S × (N − 1)
+ * behind the receiver's clock and runs N times faster until it reaches the
+ * clock, an hour of real time later; from then on it keeps the clock's
+ * pace, a reading every 5 real minutes. */
 static uint32_t system_now(const struct rx *x)
 {
     int64_t el = (dia_mono_ms() - x->wall_base) / 1000;
     return x->sys_base + (uint32_t)el;
 }
 
+#define CATCH_UP_S 3600
+
 static int64_t sim_unix_ms(const struct rx *x)
 {
-    return x->unix_base + (dia_mono_ms() - x->wall_base) * x->speed;
+    int64_t el = dia_mono_ms() - x->wall_base;
+    int64_t fast = x->unix_base + el * x->speed;
+    int64_t clock = x->clock_base + el;
+    return fast < clock ? fast : clock;
 }
 
 static uint32_t unix_to_sys(int64_t unix_ms)
@@ -285,13 +300,14 @@ static void record_head(const struct rx *x, uint8_t *rec, uint32_t sys)
     put32(rec + 4, (uint32_t)((int64_t)sys + x->display_offset));
 }
 
-/* kind 'G': a reading (c = backfilled); 'S': a special value (b = code). */
+/* kind 'G': a reading (c = backfilled); 'S': a special value (b = code);
+ * 'I': insulin logged (b = subtype, c = 1/100 U). */
 static void truth_line(struct rx *x, char kind, uint32_t a, int32_t b, int c)
 {
     if (!x->truth)
         return;
-    if (kind == 'G')
-        fprintf(x->truth, "G %" PRIu32 " %" PRId32 " %d\n", a, b, c);
+    if (kind == 'G' || kind == 'I')
+        fprintf(x->truth, "%c %" PRIu32 " %" PRId32 " %d\n", kind, a, b, c);
     else
         fprintf(x->truth, "S %" PRIu32 " %" PRId32 "\n", a, b);
     fflush(x->truth);
@@ -383,6 +399,7 @@ static void generate_step(struct rx *x)
         case DIA_SIM_BOLUS:
             add_user_event(x, esys, DEXCOM_RX_EVENT_INSULIN, 1,
                            (uint32_t)(e->u.bolus.delivered_mu / 10));
+            truth_line(x, 'I', esys, 1, (int)(e->u.bolus.delivered_mu / 10));
             break;
         case DIA_SIM_EXERCISE:
             add_user_event(x, esys, DEXCOM_RX_EVENT_EXERCISE, (uint8_t)e->u.exercise.intensity,
@@ -402,6 +419,13 @@ static void generate_step(struct rx *x)
         default:
             break;
         }
+    }
+
+    /* Once a day a long-acting injection is logged (insulin subtype 2,
+     * spec §2.4): 12.5 U, as someone on pens logs their basal insulin. */
+    if ((slot.t_ms / DIA_SIM_STEP_MS) % 288 == 100) {
+        add_user_event(x, sys, DEXCOM_RX_EVENT_INSULIN, 2, 1250);
+        truth_line(x, 'I', sys, 2, 1250);
     }
 
     /* G6: four readings every four hours are missed live, then backfilled. */
@@ -510,13 +534,15 @@ static int setup_generated(struct rx *x, const char *gen, long long seed, long l
     x->display_offset = -5 * 3600;
 
     int64_t now = (int64_t)time(NULL) * 1000;
-    x->unix_base = now;
+    x->clock_base = now;
+    x->unix_base = now - (x->speed - 1) * CATCH_UP_S * 1000;
     x->wall_base = dia_mono_ms();
     x->sys_base = unix_to_sys(now);
-    x->start_ms = (patient_start > 0 ? patient_start : now - history_s * 1000) / DIA_SIM_STEP_MS *
-                  DIA_SIM_STEP_MS;
-    if (x->start_ms > now) {
-        fprintf(stderr, "dexcom-receiver: --patient-start lies in the future\n");
+    x->start_ms = (patient_start > 0 ? patient_start : x->unix_base - history_s * 1000) /
+                  DIA_SIM_STEP_MS * DIA_SIM_STEP_MS;
+    if (x->start_ms > x->unix_base) {
+        fprintf(stderr, "dexcom-receiver: --patient-start lies after the simulated now (at "
+                        "--speed N, (N − 1) hours before the clock)\n");
         return -1;
     }
     struct dia_sim_config cfg = {.seed = (uint64_t)seed, .start_ms = x->start_ms};
@@ -550,6 +576,10 @@ static int setup_generated(struct rx *x, const char *gen, long long seed, long l
         if (x->generation == 6)
             define_part(x, DEXCOM_RX_REC_BACKFILLED_EGV, 1, 25, 0);
     }
+    /* A receiver newer than the daemon: the same records under a revision
+     * number it has never seen (partition info and page headers). */
+    if (x->egv_revision > 0)
+        x->part[DEXCOM_RX_REC_EGV_DATA].revision = (uint8_t)x->egv_revision;
     uint8_t rec[500] = {0};
     record_head(x, rec, x->sys_base - 86400 * 200);
     snprintf((char *)rec + 8, XML_LEN,
@@ -994,7 +1024,7 @@ static int parse_faults(struct rx *x, const char *list)
 static const char usage_text[] =
     "[--capture FILE | --generation g4|g5|g6] [--speed N] [--faults LIST] [--seed N]\n"
     "       [--history SECONDS] [--patient-start MS] [--serial TEXT] [--link PATH]\n"
-    "       [--truth FILE] [--reconnect-ms N]\n"
+    "       [--truth FILE] [--reconnect-ms N] [--egv-revision N]\n"
     "  Prints the pty's path on the first line of stdout.  Faults: comma list of\n"
     "  NAME=P (probability per reply) or NAME@N (once, at reply N), NAME one of\n"
     "  nak, crc, garbage, truncate, disconnect.";
@@ -1034,6 +1064,8 @@ static int dexcom_receiver_main(int argc, char **argv)
             truth = v;
         else if (takes && strcmp(o, "--reconnect-ms") == 0)
             x.reconnect_ms = atoll(v);
+        else if (takes && strcmp(o, "--egv-revision") == 0)
+            x.egv_revision = atoi(v);
         else if (takes && strcmp(o, "--faults") == 0) {
             if (parse_faults(&x, v) != 0)
                 return 2;
@@ -1043,9 +1075,10 @@ static int dexcom_receiver_main(int argc, char **argv)
         }
         i++;
     }
-    if (x.speed < 1 || history < 0 || x.reconnect_ms < 0) {
-        fprintf(stderr, "dexcom-receiver: --speed must be ≥ 1, --history and --reconnect-ms "
-                        "≥ 0\n");
+    if (x.speed < 1 || x.speed > 100000 || history < 0 || x.reconnect_ms < 0 ||
+        x.egv_revision < 0 || x.egv_revision > 255) {
+        fprintf(stderr, "dexcom-receiver: --speed must be 1..100000, --history and "
+                        "--reconnect-ms ≥ 0, --egv-revision 1..255\n");
         return 2;
     }
     x.rng = (uint64_t)seed * 0x9E3779B97F4A7C15ULL + 1;

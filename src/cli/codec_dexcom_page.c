@@ -23,9 +23,12 @@
 #include "cli/codecs.h"
 
 #include "core/err.h"
+#include "core/hex.h"
 #include "proto/dexcom_rx/dexcom_rx.h"
 
 #include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -260,17 +263,6 @@ static void emit_record(const struct dexcom_rx_page *pg, long file_page, uint32_
     emit(o, out, stats);
 }
 
-static int hex_digit(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool is_space(uint8_t c)
 {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -282,7 +274,7 @@ static int unhex(const uint8_t *data, size_t len, uint8_t **out, size_t *out_len
 {
     size_t digits = 0;
     for (size_t i = 0; i < len; i++) {
-        if (hex_digit(data[i]) >= 0)
+        if (dia_hex_digit(data[i]) >= 0)
             digits++;
         else if (!is_space(data[i]))
             return 0;
@@ -295,7 +287,7 @@ static int unhex(const uint8_t *data, size_t len, uint8_t **out, size_t *out_len
     size_t n = 0;
     int hi = -1;
     for (size_t i = 0; i < len; i++) {
-        int v = hex_digit(data[i]);
+        int v = dia_hex_digit(data[i]);
         if (v < 0)
             continue;
         if (hi < 0) {
@@ -337,18 +329,75 @@ static int decode_pages(const uint8_t *data, size_t len, FILE *out, struct dia_d
     return DIA_OK;
 }
 
+/* A file that is not pages at all: say what it is and what is expected,
+ * on stderr, for the person running `decode` (out == NULL: a benchmark). */
+static int not_pages(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int not_pages(FILE *out, const char *fmt, ...)
+{
+    if (out) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("diabridge decode dexcom-page: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputs("; expected Dexcom receiver database pages: raw 528-byte pages back to back (as "
+              "READ_DATABASE_PAGES returns them), or the same bytes as hex text (whitespace "
+              "allowed)\n",
+              stderr);
+        va_end(ap);
+    }
+    return DIA_ERR_NOT_MINE;
+}
+
+/* Raw pages always hold bytes outside printable ASCII (the header's zero
+ * fields, CRCs); a file of nothing else was meant as text. */
+static bool is_text(const uint8_t *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((data[i] < 0x20 || data[i] > 0x7E) && !is_space(data[i]))
+            return false;
+    return true;
+}
+
+/* Where hex text goes wrong: the first character that is neither a hex
+ * digit nor whitespace, as line and column (from 1). */
+static int not_hex(FILE *out, const uint8_t *data, size_t len)
+{
+    size_t line = 1, col = 1, digits = 0;
+    for (size_t i = 0; i < len; i++, col++) {
+        if (data[i] == '\n') {
+            line++;
+            col = 0;
+        } else if (dia_hex_digit(data[i]) >= 0) {
+            digits++;
+        } else if (!is_space(data[i])) {
+            return not_pages(out, "this text is not hex: '%c' at line %zu, column %zu",
+                             (char)data[i], line, col);
+        }
+    }
+    if (digits == 0)
+        return not_pages(out, "the file holds only blank lines");
+    return not_pages(out, "this hex text has an odd number of digits (%zu)", digits);
+}
+
 static int dexcom_page_decode(const uint8_t *data, size_t len, FILE *out,
                               struct dia_decode_stats *stats)
 {
     if (!data && len > 0)
         return DIA_ERR_ARG;
     if (len == 0)
-        return DIA_ERR_TRUNCATED;
+        return not_pages(out, "the file is empty");
     size_t n = 0;
     uint8_t *bytes = NULL;
     int rc = unhex(data, len, &bytes, &n);
     if (rc < 0)
         return rc;
+    if (rc == 0 && is_text(data, len))
+        return not_hex(out, data, len);
+    if ((rc == 1 ? n : len) < DEXCOM_RX_PAGE_SIZE) {
+        free(bytes);
+        return not_pages(out, "the %s %zu bytes, less than one page",
+                         rc == 1 ? "hex holds" : "file holds", rc == 1 ? n : len);
+    }
     if (rc == 1) {
         rc = decode_pages(bytes, n, out, stats);
         free(bytes);

@@ -61,7 +61,7 @@ static int show_worker(const char *worker, const char *text, int64_t updated_ms,
     /* The daemon stores these redacted already; a URL quoted in an error
      * by a driver that forgot to is redacted here too, and so is a journal
      * written by an older diabridge. */
-    static const char *const sentences[] = {"spec", "last_error"};
+    static const char *const sentences[] = {"spec", "last_error", "warning"};
     for (size_t i = 0; i < sizeof sentences / sizeof sentences[0]; i++) {
         const char *said = json_string_value(json_object_get(o, sentences[i]));
         if (said) {
@@ -112,6 +112,9 @@ static int show_worker(const char *worker, const char *text, int64_t updated_ms,
     putchar('\n');
     if (error && error[0])
         printf("        last error: %s\n", error);
+    const char *warning = json_string_value(json_object_get(o, "warning"));
+    if (warning && warning[0])
+        printf("        warning: %s\n", warning);
     json_decref(o);
     return 0;
 }

@@ -72,6 +72,7 @@ struct worker {
     int64_t last_success_ms;
     int64_t next_attempt_ms;
     char error[256];
+    char warning[256]; /* the driver's in.warning, copied under lock for status */
     unsigned restarts;
 };
 
@@ -184,6 +185,19 @@ static void mark_success(struct worker *w)
     w->last_success_ms = dia_now_ms();
     w->error[0] = '\0';
     w->in.last_error[0] = '\0';
+    pthread_mutex_unlock(&w->lock);
+    if (changed)
+        state_changed(w->d);
+}
+
+/* The driver's standing warning, for status (only the worker thread writes
+ * in.warning; the supervisor reads the copy). */
+static void take_warning(struct worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    bool changed = strcmp(w->warning, w->in.warning) != 0;
+    if (changed)
+        snprintf(w->warning, sizeof w->warning, "%s", w->in.warning);
     pthread_mutex_unlock(&w->lock);
     if (changed)
         state_changed(w->d);
@@ -333,6 +347,7 @@ static void *source_main(void *arg)
             int64_t next_ms = dia_now_ms() + 60000;
             rc = drv->poll(&w->in, &batch, &next_ms);
             atomic_fetch_add(&w->in.counters.polls, 1);
+            take_warning(w);
             if (drv->retries_in_place && (rc == DIA_ERR_TRANSIENT || rc == DIA_ERR_TIMEOUT)) {
                 if (!retry_in_place(w, rc, next_ms))
                     break;
@@ -550,11 +565,11 @@ static void write_status(struct daemon *d, struct dia_journal *j)
         dia_options_describe(w->in.opts, spec, sizeof spec); /* secrets redacted */
         pthread_mutex_lock(&w->lock);
         json_t *o =
-            json_pack("{ss ss ss ss sI sI ss sI}", "role", w->is_sink ? "sink" : "source", "driver",
-                      w->in.opts->driver, "spec", spec, "state", state_names[w->state],
+            json_pack("{ss ss ss ss sI sI ss ss sI}", "role", w->is_sink ? "sink" : "source",
+                      "driver", w->in.opts->driver, "spec", spec, "state", state_names[w->state],
                       "last_success_ms", (json_int_t)w->last_success_ms, "next_attempt_ms",
                       (json_int_t)(w->state == W_BACKOFF ? w->next_attempt_ms : 0), "last_error",
-                      w->error, "pid", (json_int_t)getpid());
+                      w->error, "warning", w->warning, "pid", (json_int_t)getpid());
         pthread_mutex_unlock(&w->lock);
         if (!o)
             continue;

@@ -47,6 +47,11 @@ struct dia_instance {
     struct dia_journal *journal; /* this worker's own connection (state reads) */
     const atomic_bool *stop;     /* set when the daemon shuts down */
     char last_error[256];        /* human sentence; never contains a secret */
+    /* A condition a person should know of while the driver goes on working
+     * (a receiver layout it cannot read): unlike last_error it survives
+     * successful polls and shows in `status` until the driver clears it
+     * (warning[0] = '\0').  Set with dia_instance_warning. */
+    char warning[256];
     /* Optional, set by a driver whose open/poll fails with DIA_ERR_AUTH or
      * DIA_ERR_CONFIG and that will not try again before a time of its own
      * (Share: a rejected password waits auth-retry=, a lock-out hours), a
@@ -62,6 +67,9 @@ static inline bool dia_instance_stopping(const struct dia_instance *in)
 
 /* Record a human-readable error on the instance (printf-style). */
 void dia_instance_error(struct dia_instance *in, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The same for in->warning. */
+void dia_instance_warning(struct dia_instance *in, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 struct dia_source_driver {

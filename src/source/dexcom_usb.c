@@ -38,27 +38,40 @@
  *   are skipped (Studio's export agrees 228/228 only then, §2.4).  Special
  *   values (< 13) become a sensor_condition event naming the condition and
  *   are never glucose.  Values 13..19 are dropped as implausible (tidepool
- *   drops < 20; our record validation refuses them).
+ *   drops < 20; our record validation refuses them).  Below 40 and above
+ *   400 the receiver shows LOW and HIGH, not a number: those are published
+ *   as 39 and 401, which mean exactly that in the record format.  A
+ *   revision ≥ 4 record measured after it was written, or more than a day
+ *   before, is refused by the codec; any record written after the
+ *   receiver's own clock is refused here (both counted as implausible).
  *   SensorData (G4, §2.4) is not stored on its own: its filtered and
  *   unfiltered counts and signed RSSI are merged into the glucose record
  *   written within 10 s of it (ecc1 pairs the two the same way).  Glucose
  *   without a partner is published without raw values; a sensor record
  *   without an EGV is dropped.
  *   Meter → meter (time = meter_time at offset 10, the calibration flag: a
- *   receiver takes finger sticks only to calibrate).  User events → carbs,
- *   bolus (1/100 U), or health / exercise events (event_time is in the
- *   display domain, §2.3).  Insertion → sensor start / stop events.
+ *   receiver takes finger sticks only to calibrate).  User events → carbs;
+ *   insulin subtype 1 (fast-acting) → bolus (1/100 U); long-acting (2),
+ *   untyped (0, the G4's only kind; unless untyped-insulin=bolus) and
+ *   unknown subtypes → a note event with the units, so that no one counts
+ *   them as insulin on board; health / exercise → events (event_time is in
+ *   the display domain, §2.3).  Insertion → sensor start / stop events.
  *   CalSet → calibration (slope, intercept, scale).
  *   A record whose CRC fails is counted (crc_errors) and skipped; one that
  *   does not decode is counted in decode_errors; one that is intact but
- *   impossible in implausible.  None of them becomes a record.
+ *   impossible in implausible.  None of them becomes a record.  A record or
+ *   page in a layout the codec does not know (a newer receiver) is not
+ *   skipped: its partition is read up to it and no further, the read
+ *   position stays before it, it is logged once per connection, and the
+ *   other partitions are read as usual (block_partition).
  *
  * Keys: driver + receiver serial + kind + partition, record index and
  * system time: the same on every re-read, never the receive time.
  *
  * Cadence: the next poll is due shortly (poll-after) after the next reading
  * should have been written (newest EGV + 5 min); when it is late, a few
- * short retries, then again in step with the 5-minute slots.  A status
+ * short retries, then again in step with the 5-minute slots.  The newest
+ * EGV's time is stored with the read positions, so a reconnect keeps step.  A status
  * record (battery, transmitter, firmware) is written on connect and every
  * status-interval.
  *
@@ -153,6 +166,13 @@ static const struct dia_option_spec dexusb_options[] = {
      .min = 4,
      .max = 100000,
      .help = "most pages read per partition in one poll while catching up"},
+    {.name = "untyped-insulin",
+     .type = DIA_OPT_ENUM,
+     .default_value = "note",
+     .choices = "note|bolus",
+     .help = "insulin logged without saying fast- or long-acting (G4 receivers do not ask): "
+             "note (not counted as insulin on board) or bolus (if you log only rapid-acting "
+             "insulin on the receiver)"},
     {.name = "trace-file",
      .type = DIA_OPT_STRING,
      .default_value = NULL,
@@ -174,6 +194,18 @@ struct cursor {
     uint32_t index; /* newest record index already stored (or skipped for good) */
 };
 
+/* A partition whose records we cannot decode (a revision or record length
+ * the codec does not know): it is read up to there and no further, so its
+ * records stay on the receiver instead of being skipped for good. */
+struct unknown_layout {
+    bool blocked; /* this poll stopped at such a record */
+    uint8_t revision;
+    uint16_t length;
+    bool warned; /* logged once per connection, not every poll */
+    uint8_t warned_revision;
+    uint16_t warned_length;
+};
+
 /* A glucose record of this poll that may receive raw sensor values. */
 struct pairable {
     size_t rec;           /* index into the batch */
@@ -193,6 +225,7 @@ struct dexusb {
 
     long long since_s, timeout_ms, attempts, max_pages;
     long long poll_after_s, retry_s, retries, poll_interval_s, status_interval_s;
+    enum dexusb_untyped_insulin untyped_insulin;
     char tty[256];
     char serial[40];
     char transmitter[8];
@@ -200,14 +233,17 @@ struct dexusb {
     char firmware[48];
     char product[48];
 
-    int64_t offset_s;    /* host − receiver clock, this poll */
-    uint32_t system_now; /* receiver system time, this poll */
+    int64_t offset_s;      /* host − receiver clock, this poll */
+    uint32_t system_now;   /* receiver system time, this poll */
+    int64_t clock_mono_ms; /* when system_now was read (monotonic) */
     int64_t next_status_ms;
     bool status_pending;
-    uint32_t newest_egv; /* measured system time of the newest EGV seen (0: none) */
+    uint32_t newest_egv;           /* measured system time of the newest EGV seen (0: none) */
+    uint32_t newest_egv_committed; /* as stored in the journal */
     int late_polls;
 
     struct cursor committed[N_PARTITIONS], pending[N_PARTITIONS];
+    struct unknown_layout layout[N_PARTITIONS];
     struct pairable *pair;
     size_t npair, cappair;
     unsigned long seen_stream_crc;
@@ -317,20 +353,37 @@ static int command(struct dexusb *d, const uint8_t *req, int req_len, struct dex
                 return DIA_OK;
             }
             atomic_fetch_add(&in->counters.decode_errors, 1);
-            dia_instance_error(in, "the receiver answered %s to %s",
-                               dexcom_rx_response_name(response), name);
+            if (response == DEXCOM_RX_RESP_INVALID_COMMAND ||
+                response == DEXCOM_RX_RESP_INVALID_PARAM)
+                dia_instance_error(in,
+                                   "the receiver refused %s as %s (attempt %lld of %lld): it may "
+                                   "not support it; please report this with a trace "
+                                   "(trace-file=…, see docs/devices/dexcom-usb.md)",
+                                   name, dexcom_rx_response_name(response), attempt, d->attempts);
+            else
+                dia_instance_error(in,
+                                   "the receiver answered %s to %s (attempt %lld of %lld). If "
+                                   "this goes on, unplug and replug it and close other programs "
+                                   "that use it (Dexcom Clarity or Studio, ModemManager)",
+                                   dexcom_rx_response_name(response), name, attempt, d->attempts);
         } else if (rc == DIA_ERR_DISCONNECTED || rc == DIA_ERR_IO) {
             dia_instance_error(in, "%s", dia_serial_errmsg(d->port));
             return rc;
         } else {
             count(in, rc);
             if (rc == DIA_ERR_TIMEOUT)
-                dia_instance_error(in, "no complete answer to %s within %lld ms", name,
-                                   d->timeout_ms);
+                dia_instance_error(in,
+                                   "no complete answer to %s within %lld ms (attempt %lld of "
+                                   "%lld)",
+                                   name, d->timeout_ms, attempt, d->attempts);
             else
-                dia_instance_error(in, "damaged answer to %s (%s)", name, dia_strerror(rc));
+                dia_instance_error(in,
+                                   "damaged answer to %s (%s; attempt %lld of %lld): check the "
+                                   "USB cable, and plug the receiver in directly rather than "
+                                   "through a hub",
+                                   name, dia_strerror(rc), attempt, d->attempts);
         }
-        dia_debug(in->name, "%s, attempt %lld of %lld", in->last_error, attempt, d->attempts);
+        dia_debug(in->name, "%s", in->last_error);
     }
     return rc;
 }
@@ -374,8 +427,12 @@ static int read_pages(struct dexusb *d, uint8_t type, uint32_t first, uint8_t np
         }
         atomic_fetch_add(&d->in->counters.decode_errors, 1);
         rc = DIA_ERR_DEVICE;
-        dia_instance_error(d->in, "the receiver sent other pages than %s %u..%u",
-                           dexcom_rx_record_type_name(type), first, first + npages - 1);
+        dia_instance_error(d->in,
+                           "the receiver sent other pages than the %s pages %u..%u asked for "
+                           "(attempt %lld of %lld). If this goes on, another program may be "
+                           "reading the receiver at the same time: close it",
+                           dexcom_rx_record_type_name(type), first, first + npages - 1, attempt,
+                           d->attempts);
     }
     return rc;
 }
@@ -419,7 +476,15 @@ static int read_clock(struct dexusb *d)
     /* Round to whole seconds: the receiver counts seconds. */
     d->offset_s = dexcom_rx_clock_offset((host + 500) / 1000, sys);
     d->system_now = sys;
+    d->clock_mono_ms = dia_mono_ms();
     return DIA_OK;
+}
+
+/* The receiver's clock now: system_now plus the time since it was read (a
+ * long catch-up poll may see records written after READ_SYSTEM_TIME). */
+static int64_t receiver_now(const struct dexusb *d)
+{
+    return (int64_t)d->system_now + (dia_mono_ms() - d->clock_mono_ms) / 1000;
 }
 
 static int64_t system_to_utc_ms(const struct dexusb *d, uint32_t system_time)
@@ -481,6 +546,85 @@ static int add_pairable(struct dexusb *d, size_t rec, uint32_t system_time)
     return DIA_OK;
 }
 
+int dexusb_glucose_mgdl(const struct dexcom_rx_egv *e, int32_t *mgdl)
+{
+    if (e->cls != DEXCOM_RX_EGV_GLUCOSE)
+        return DIA_ERR_ARG;
+    if (e->mgdl < 20)
+        return DIA_ERR_IMPLAUSIBLE;
+    /* The receiver shows no number here, so neither do we: the true value
+     * is somewhere below 40 (above 400), and 39 (401) says just that. */
+    if (e->below_range)
+        *mgdl = DEXCOM_RX_DISPLAY_LOW - 1;
+    else if (e->above_range)
+        *mgdl = DEXCOM_RX_DISPLAY_HIGH + 1;
+    else
+        *mgdl = e->mgdl;
+    return DIA_OK;
+}
+
+/* Insulin the receiver cannot tell is a bolus: a note, so that nothing
+ * (Nightscout's IOB, a loop) counts it as insulin on board. */
+static void insulin_note(const struct dexcom_rx_user_event *ev, struct dia_record *r)
+{
+    dia_record_init(r, DIA_KIND_EVENT);
+    r->u.event.type = DIA_EVENT_NOTE;
+    r->u.event.code = ev->subtype;
+    char what[48];
+    if (ev->subtype == 2)
+        snprintf(what, sizeof what, "long-acting insulin");
+    else if (ev->subtype == 0)
+        snprintf(what, sizeof what, "insulin (type not recorded)");
+    else
+        snprintf(what, sizeof what, "insulin (unknown type %u)", ev->subtype);
+    snprintf(r->u.event.text, sizeof r->u.event.text,
+             "%s %" PRIu32 ".%02" PRIu32 " U, logged on the receiver", what, ev->value / 100,
+             ev->value % 100);
+}
+
+int dexusb_user_event_record(const struct dexcom_rx_user_event *ev,
+                             enum dexusb_untyped_insulin untyped, struct dia_record *r)
+{
+    switch (ev->type) {
+    case DEXCOM_RX_EVENT_CARBS:
+        dia_record_init(r, DIA_KIND_CARBS);
+        r->u.carbs.carbs_dg = ev->value <= 100000 ? (int32_t)ev->value * 10 : DIA_ABSENT;
+        return DIA_OK;
+    case DEXCOM_RX_EVENT_INSULIN:
+        /* value in 1/100 U (spec §2.4); the record format refuses a dose
+         * above 100 U, and so does a note of one. */
+        if (ev->value > 10000)
+            return DIA_ERR_IMPLAUSIBLE;
+        /* Subtype 1 fast-acting, 2 long-acting (spec §2.4); a G4 writes 0. */
+        if (ev->subtype == 1 || (ev->subtype == 0 && untyped == DEXUSB_UNTYPED_INSULIN_BOLUS)) {
+            dia_record_init(r, DIA_KIND_BOLUS);
+            r->u.bolus.type = DIA_BOLUS_NORMAL;
+            r->u.bolus.delivered_mu = (int32_t)ev->value * 10;
+            r->u.bolus.programmed_mu = r->u.bolus.delivered_mu;
+        } else {
+            insulin_note(ev, r);
+        }
+        return DIA_OK;
+    case DEXCOM_RX_EVENT_HEALTH:
+    case DEXCOM_RX_EVENT_EXERCISE: {
+        dia_record_init(r, DIA_KIND_EVENT);
+        bool exercise = ev->type == DEXCOM_RX_EVENT_EXERCISE;
+        r->u.event.type = exercise ? DIA_EVENT_EXERCISE : DIA_EVENT_HEALTH;
+        r->u.event.code = ev->subtype;
+        const char *sub = dexcom_rx_event_subtype_name(ev->type, ev->subtype);
+        if (exercise)
+            snprintf(r->u.event.text, sizeof r->u.event.text, "exercise: %" PRIu32 " min%s%s",
+                     ev->value, sub[0] ? ", " : "", sub);
+        else
+            snprintf(r->u.event.text, sizeof r->u.event.text, "health: %s",
+                     sub[0] ? sub : "unspecified");
+        return DIA_OK;
+    }
+    default:
+        return DIA_ERR_UNSUPPORTED;
+    }
+}
+
 static int emit_egv(struct dexusb *d, struct dia_batch *out, const struct dexcom_rx_record *rec)
 {
     const struct dexcom_rx_egv *e = &rec->u.egv;
@@ -502,19 +646,23 @@ static int emit_egv(struct dexusb *d, struct dia_batch *out, const struct dexcom
         keep_if_valid(d, out);
         return DIA_OK;
     }
-    if (e->mgdl < 20) {
+    int32_t mgdl;
+    if (dexusb_glucose_mgdl(e, &mgdl) != DIA_OK) {
         /* 13..19: not a special code, not a reading the receiver would show. */
         atomic_fetch_add(&d->in->counters.implausible, 1);
         dia_debug(d->in->name, "skipped glucose %u mg/dL (record %" PRIu32 "): below 20", e->mgdl,
                   rec->index);
         return DIA_OK;
     }
+    if (mgdl != e->mgdl)
+        dia_debug(d->in->name, "record %" PRIu32 ": stored %u mg/dL, shown as %s: published as %d",
+                  rec->index, e->mgdl, e->below_range ? "LOW" : "HIGH", mgdl);
     struct dia_record *r = new_record(d, out, DIA_KIND_GLUCOSE, rec, when);
     if (!r)
         return DIA_ERR_NOMEM;
     snprintf(r->sensor, sizeof r->sensor, "%s", d->sensor);
     struct dia_glucose *g = &r->u.glucose;
-    g->mgdl = e->mgdl;
+    g->mgdl = mgdl;
     g->trend = e->trend <= DIA_TREND_MAX ? e->trend : DIA_ABSENT;
     g->noise = e->noise;
     g->flags = backfilled ? DIA_GLUCOSE_BACKFILLED : 0;
@@ -544,36 +692,19 @@ static int emit_record(struct dexusb *d, struct dia_batch *out, const struct dex
         int64_t disp_off = (int64_t)rec->display_time - (int64_t)rec->system_time;
         int64_t sys = (int64_t)ev->event_time - disp_off;
         uint32_t when = sys > 0 && sys < (int64_t)UINT32_MAX ? (uint32_t)sys : rec->system_time;
-        if (ev->type == DEXCOM_RX_EVENT_CARBS) {
-            r = new_record(d, out, DIA_KIND_CARBS, rec, when);
-            if (!r)
-                return DIA_ERR_NOMEM;
-            r->u.carbs.carbs_dg = ev->value <= 100000 ? (int32_t)ev->value * 10 : DIA_ABSENT;
-        } else if (ev->type == DEXCOM_RX_EVENT_INSULIN) {
-            r = new_record(d, out, DIA_KIND_BOLUS, rec, when);
-            if (!r)
-                return DIA_ERR_NOMEM;
-            r->u.bolus.type = DIA_BOLUS_NORMAL;
-            r->u.bolus.delivered_mu = ev->value <= 100000 ? (int32_t)ev->value * 10 : DIA_ABSENT;
-            r->u.bolus.programmed_mu = r->u.bolus.delivered_mu;
-        } else if (ev->type == DEXCOM_RX_EVENT_HEALTH || ev->type == DEXCOM_RX_EVENT_EXERCISE) {
-            r = new_record(d, out, DIA_KIND_EVENT, rec, when);
-            if (!r)
-                return DIA_ERR_NOMEM;
-            bool exercise = ev->type == DEXCOM_RX_EVENT_EXERCISE;
-            r->u.event.type = exercise ? DIA_EVENT_EXERCISE : DIA_EVENT_HEALTH;
-            r->u.event.code = ev->subtype;
-            const char *sub = dexcom_rx_event_subtype_name(ev->type, ev->subtype);
-            if (exercise)
-                snprintf(r->u.event.text, sizeof r->u.event.text, "exercise: %" PRIu32 " min%s%s",
-                         ev->value, sub[0] ? ", " : "", sub);
-            else
-                snprintf(r->u.event.text, sizeof r->u.event.text, "health: %s",
-                         sub[0] ? sub : "unspecified");
-        } else {
-            atomic_fetch_add(&d->in->counters.decode_errors, 1);
+        struct dia_record mapped;
+        int rc = dexusb_user_event_record(ev, d->untyped_insulin, &mapped);
+        if (rc != DIA_OK) {
+            count(d->in, rc);
+            dia_warn(d->in->name,
+                     "skipped user event record %" PRIu32 " (type %u, value %" PRIu32 "): %s",
+                     rec->index, ev->type, ev->value, dia_strerror(rc));
             return DIA_OK;
         }
+        r = new_record(d, out, mapped.kind, rec, when);
+        if (!r)
+            return DIA_ERR_NOMEM;
+        r->u = mapped.u;
         break;
     }
     case DEXCOM_RX_KIND_INSERTION: {
@@ -627,7 +758,12 @@ static int ensure_pages(struct dexusb *d)
     return DIA_OK;
 }
 
-/* Open page i of the last read; DIA_OK or a counted error. */
+/*
+ * Open page i of the last read; DIA_OK or a counted error.  A page whose
+ * revision has no known record length is DIA_ERR_UNSUPPORTED, neither
+ * counted nor logged here (pg->hdr is filled in): the caller decides, since
+ * that is no damage but a layout to learn (see block_partition()).
+ */
 static int open_page(struct dexusb *d, uint8_t type, int i, struct dexcom_rx_page *pg)
 {
     const uint8_t *buf = d->pages + (size_t)i * DEXCOM_RX_PAGE_SIZE;
@@ -637,10 +773,13 @@ static int open_page(struct dexusb *d, uint8_t type, int i, struct dexcom_rx_pag
         uint16_t len = dexcom_rx_record_length(&d->parts, type, h.revision);
         rc = dexcom_rx_page_open(buf, DEXCOM_RX_PAGE_SIZE, len, pg);
     }
-    if (rc != DIA_OK) {
+    if (rc != DIA_OK && rc != DIA_ERR_UNSUPPORTED) {
         count(d->in, rc);
-        dia_warn(d->in->name, "skipped a %s page: %s", dexcom_rx_record_type_name(type),
-                 dia_strerror(rc));
+        dia_warn(d->in->name,
+                 "skipped a damaged %s page (%s): its records cannot be read, the other pages "
+                 "are. If this happens often, please report it with a trace (trace-file=…, see "
+                 "docs/devices/dexcom-usb.md)",
+                 dexcom_rx_record_type_name(type), dia_strerror(rc));
     }
     return rc;
 }
@@ -688,6 +827,37 @@ static int find_start_page(struct dexusb *d, uint8_t type, const struct dexcom_r
         }
         hi = lo - 1;
     }
+}
+
+/*
+ * The partition in `slot` holds a record (or a page) in a layout the codec
+ * does not know: a receiver newer than this program.  Reading stops there
+ * and the read position stays before it, so nothing is skipped for good:
+ * once diabridge learns the layout, the records are read from there.  Said
+ * once per connection in the log; the poll ends with it as the source's
+ * last error (dexusb_poll), and the other partitions are read as usual.
+ */
+static void block_partition(struct dexusb *d, int slot, uint8_t type, uint8_t revision,
+                            uint16_t length)
+{
+    struct unknown_layout *u = &d->layout[slot];
+    u->blocked = true;
+    u->revision = revision;
+    u->length = length;
+    if (u->warned && u->warned_revision == revision && u->warned_length == length)
+        return;
+    u->warned = true;
+    u->warned_revision = revision;
+    u->warned_length = length;
+    atomic_fetch_add(&d->in->counters.decode_errors, 1);
+    char size[32] = "";
+    if (length)
+        snprintf(size, sizeof size, ", %u-byte records", length);
+    dia_warn(d->in->name,
+             "%s revision %u%s is a layout diabridge does not know: its records are left on "
+             "the receiver, not skipped, and will be read once it is supported. Please report "
+             "it with a trace (trace-file=…, see docs/devices/dexcom-usb.md)",
+             dexcom_rx_record_type_name(type), revision, size);
 }
 
 /*
@@ -749,7 +919,14 @@ static int read_partition(struct dexusb *d, struct dia_batch *out, uint8_t type,
             return rc;
         for (int i = 0; i < n; i++) {
             struct dexcom_rx_page pg;
-            if (open_page(d, type, i, &pg) != DIA_OK)
+            rc = open_page(d, type, i, &pg);
+            if (rc == DIA_ERR_UNSUPPORTED) {
+                /* A page revision neither the partition info nor the
+                 * codec knows a record length for. */
+                block_partition(d, slot, type, pg.hdr.revision, 0);
+                return DIA_OK;
+            }
+            if (rc != DIA_OK)
                 continue;
             for (uint32_t k = 0; k < pg.hdr.num_records; k++) {
                 uint32_t index = pg.hdr.first_record_index + k;
@@ -757,18 +934,35 @@ static int read_partition(struct dexusb *d, struct dia_batch *out, uint8_t type,
                     continue;
                 struct dexcom_rx_record rec;
                 rc = dexcom_rx_page_record(&pg, k, &rec);
-                /* Whatever happens to it, this record is done with. */
+                if (rc == DIA_ERR_UNSUPPORTED && rec.system_time >= cutoff) {
+                    /* Not done with: the read position stays before it. */
+                    block_partition(d, slot, type, pg.hdr.revision, pg.record_length);
+                    return DIA_OK;
+                }
+                /* Whatever else happens to it, this record is done with. */
                 cur->known = true;
                 cur->index = index;
                 cur->page = p + (uint32_t)i;
-                if (rc != DIA_OK) {
+                if (rc != DIA_OK && rc != DIA_ERR_UNSUPPORTED) {
                     count(d->in, rc);
-                    dia_warn(d->in->name, "skipped %s record %" PRIu32 ": %s",
-                             dexcom_rx_record_type_name(type), index, dia_strerror(rc));
+                    dia_warn(d->in->name, "skipped %s record %" PRIu32 ": %s (%s)",
+                             dexcom_rx_record_type_name(type), index,
+                             rec.why ? rec.why : dia_strerror(rc), dia_errname(rc));
                     continue;
                 }
-                if (rec.system_time < cutoff)
+                if (rc != DIA_OK || rec.system_time < cutoff)
+                    continue; /* history before `since`, readable or not */
+                /* Written after the receiver's own clock: impossible for a
+                 * record it stored, so its times cannot be trusted. */
+                int64_t ahead = (int64_t)rec.system_time - receiver_now(d);
+                if (ahead > DEXCOM_RX_MEASURED_AFTER_WRITE_MAX_S) {
+                    atomic_fetch_add(&d->in->counters.implausible, 1);
+                    dia_warn(d->in->name,
+                             "skipped %s record %" PRIu32 ": written %" PRId64 " s after the "
+                             "receiver's current time (was its clock set back?)",
+                             dexcom_rx_record_type_name(type), index, ahead);
                     continue;
+                }
                 rc = emit_record(d, out, &rec);
                 if (rc != DIA_OK)
                     return rc;
@@ -893,6 +1087,37 @@ static void state_key(const struct dexusb *d, uint8_t type, char *buf, size_t le
     snprintf(buf, len, "%s.p%u", d->serial, type);
 }
 
+/* The measured system time of the newest live reading, kept so that a
+ * reconnect polls in step with the readings at once (dexusb_next_poll). */
+static void newest_key(const struct dexusb *d, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s.newest-egv", d->serial);
+}
+
+static int load_newest(struct dexusb *d)
+{
+    d->newest_egv = d->newest_egv_committed = 0;
+    if (!d->in->journal)
+        return DIA_OK;
+    char key[64], val[64];
+    newest_key(d, key, sizeof key);
+    int rc = dia_journal_state_get(d->in->journal, d->in->name, key, val, sizeof val);
+    if (rc < 0) {
+        dia_instance_error(d->in, "cannot read the stored read position: %s",
+                           dia_journal_errmsg(d->in->journal));
+        return rc;
+    }
+    char *end = NULL;
+    unsigned long long t = rc == 1 ? strtoull(val, &end, 10) : 0;
+    if (rc == 1 && (end == val || *end || t > UINT32_MAX)) {
+        dia_warn(d->in->name, "stored %s = \"%s\" is unusable; the polling rhythm starts afresh",
+                 key, val);
+        t = 0;
+    }
+    d->newest_egv = d->newest_egv_committed = (uint32_t)t;
+    return DIA_OK;
+}
+
 static int load_cursors(struct dexusb *d)
 {
     for (size_t i = 0; i < N_PARTITIONS; i++) {
@@ -932,6 +1157,12 @@ static int save_cursors(struct dexusb *d, struct dia_batch *out)
         int rc = dia_batch_set_state(out, key, val);
         if (rc != DIA_OK)
             return rc;
+    }
+    if (d->newest_egv != d->newest_egv_committed) {
+        char key[64], val[16];
+        newest_key(d, key, sizeof key);
+        snprintf(val, sizeof val, "%" PRIu32, d->newest_egv);
+        return dia_batch_set_state(out, key, val);
     }
     return DIA_OK;
 }
@@ -1053,6 +1284,9 @@ static int dexusb_open(struct dia_instance *src)
     d->retries = dia_opt_int(src->opts, "retries", 4);
     d->poll_interval_s = dia_opt_duration(src->opts, "poll-interval", 0);
     d->status_interval_s = dia_opt_duration(src->opts, "status-interval", 3 * 3600);
+    d->untyped_insulin = strcmp(dia_opt_str(src->opts, "untyped-insulin", "note"), "bolus") == 0
+                             ? DEXUSB_UNTYPED_INSULIN_BOLUS
+                             : DEXUSB_UNTYPED_INSULIN_NOTE;
     dexcom_rx_stream_init(&d->stream);
     src->priv = d;
 
@@ -1085,7 +1319,7 @@ static int dexusb_open(struct dia_instance *src)
         goto fail;
     }
     if ((rc = ensure_pages(d)) != DIA_OK || (rc = identify(d)) != DIA_OK ||
-        (rc = load_cursors(d)) != DIA_OK)
+        (rc = load_cursors(d)) != DIA_OK || (rc = load_newest(d)) != DIA_OK)
         goto fail;
     d->status_pending = true;
     dia_info(src->name, "%s serial %s, firmware %s, transmitter %s on %s", d->product, d->serial,
@@ -1122,7 +1356,11 @@ static int64_t next_poll_ms(struct dexusb *d, int64_t now, bool got_new)
     struct dexusb_rhythm r = {.poll_after_ms = d->poll_after_s * 1000,
                               .retry_ms = d->retry_s * 1000,
                               .retries = (int)d->retries};
-    int64_t newest = d->newest_egv ? system_to_utc_ms(d, d->newest_egv) : 0;
+    /* A stored newest reading later than the receiver's clock (its clock
+     * was set back) must not push the next poll into the far future. */
+    bool usable =
+        d->newest_egv && d->newest_egv <= receiver_now(d) + DEXUSB_READING_INTERVAL_MS / 1000;
+    int64_t newest = usable ? system_to_utc_ms(d, d->newest_egv) : 0;
     return dexusb_next_poll(&r, newest, now, got_new, &d->late_polls);
 }
 
@@ -1132,6 +1370,8 @@ static int dexusb_poll(struct dia_instance *src, struct dia_batch *out, int64_t 
     memcpy(d->pending, d->committed, sizeof d->pending);
     d->npair = 0;
     uint32_t newest_before = d->newest_egv;
+    for (size_t i = 0; i < N_PARTITIONS; i++)
+        d->layout[i].blocked = false;
 
     int rc = read_clock(d);
     if (rc != DIA_OK)
@@ -1160,6 +1400,22 @@ static int dexusb_poll(struct dia_instance *src, struct dia_batch *out, int64_t 
         d->newest_egv = newest_before;
         return rc;
     }
+    src->warning[0] = '\0';
+    for (size_t i = 0; i < N_PARTITIONS; i++) {
+        const struct unknown_layout *u = &d->layout[i];
+        if (!u->blocked)
+            continue;
+        /* For `status`; the log said it once (block_partition). */
+        bool glucose = record_partitions[i] == DEXCOM_RX_REC_EGV_DATA ||
+                       record_partitions[i] == DEXCOM_RX_REC_BACKFILLED_EGV;
+        dia_instance_warning(src,
+                             "this receiver uses a layout diabridge does not know (%s revision "
+                             "%u); its %s are kept on the receiver, the rest is read. Please "
+                             "report it with trace-file=… (see docs/devices/dexcom-usb.md)",
+                             dexcom_rx_record_type_name(record_partitions[i]), u->revision,
+                             glucose ? "readings" : "records");
+        break;
+    }
     now = dia_now_ms();
     *next_ms = more ? now : next_poll_ms(d, now, d->newest_egv != newest_before);
     dia_debug(src->name, "clock offset %+" PRId64 " s; %zu records; next poll in %.0f s",
@@ -1171,6 +1427,7 @@ static void dexusb_committed(struct dia_instance *src, const struct dia_batch *b
 {
     struct dexusb *d = src->priv;
     memcpy(d->committed, d->pending, sizeof d->committed);
+    d->newest_egv_committed = d->newest_egv;
     for (size_t i = 0; i < batch->n; i++) {
         if (batch->recs[i].kind == DIA_KIND_STATUS) {
             d->status_pending = false;

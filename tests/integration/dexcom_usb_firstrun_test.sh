@@ -53,7 +53,8 @@ pass "first start: the last 24 h ($got of the $held readings held), nothing olde
 # A restart continues from the journal's cursor: nothing is read twice, and
 # the 24-hour rule does not apply again.
 start_daemon
-wait_for "[ \$(polls) -ge 3 ]" 60 || fail "the source did not poll after the restart"
+# (the status of the first run is still in the journal: wait for this one's)
+wait_for "daemon_up '$J' $daemon && [ \$(polls) -ge 3 ]" 60 || fail "the source did not poll after the restart"
 kill -TERM $daemon
 wait $daemon || fail "daemon exit status $?"
 again=$(jq -r 'select(.kind == "glucose") | .record_key' "$WORK/out.jsonl" | sort | uniq -d | wc -l)
@@ -61,4 +62,34 @@ again=$(jq -r 'select(.kind == "glucose") | .record_key' "$WORK/out.jsonl" | sor
 n2=$(jq -r 'select(.kind == "glucose") | .record_key' "$WORK/out.jsonl" | wc -l)
 [ "$n2" -ge "$got" ] && [ "$n2" -le $((got + 2)) ] || fail "after the restart: $n2 readings, before $got"
 pass "restart: nothing imported twice"
+
+# A reconnect keeps in step with the readings: the newest one read before is
+# remembered with the read positions, so the first poll after the restart
+# (which finds nothing new, or one new reading) sets the next one shortly
+# after the next reading is due (newest + 5 min + poll-after 15 s), or a
+# short retry when that is already past; not a flat 5 minutes later.
+"$DIABRIDGE" run --journal "$J" --log-level debug --source "dexcom-usb:$WORK/rx" \
+  --sink "jsonl:$WORK/out.jsonl" 2>"$WORK/daemon3.log" &
+daemon=$!
+PIDS+=($daemon)
+wait_for "grep -q 'next poll in' '$WORK/daemon3.log'" 60 \
+  || fail "no poll after the reconnect: $(tail -3 "$WORK/daemon3.log")"
+wait_for "sink_caught_up '$J' jsonl" 30 || fail "the sink did not catch up"
+kill -TERM $daemon
+wait $daemon || fail "daemon exit status $?"
+line=$(grep -m1 'next poll in' "$WORK/daemon3.log")
+stamp=$(date -d "${line:0:19}" +%s)
+in_s=$(sed -n 's/.*next poll in \([0-9-]*\) s.*/\1/p' <<<"$line")
+newest_ms=$(jq -s '[.[] | select((.kind == "glucose" and (.backfilled | not))
+  or (.kind == "event" and .event_type == "sensor_condition")) | .t_utc_ms] | max' "$WORK/out.jsonl")
+due=$((newest_ms / 1000 + 300 + 15))
+off=$((stamp + in_s - due))
+if [ "$due" -ge $((stamp + 3)) ]; then
+  [ "${off#-}" -le 3 ] || fail "reconnect: next poll in $in_s s at $stamp; the next reading is due at $due"
+elif [ "$due" -le $((stamp - 2)) ]; then
+  [ "$in_s" -eq 30 ] || fail "reconnect: the reading due at $due is late, yet next poll in $in_s s (want a 30 s retry)"
+else
+  [ "$in_s" -eq 30 ] || [ "${off#-}" -le 3 ] || fail "reconnect: next poll in $in_s s, reading due at $due"
+fi
+pass "reconnect: next poll in $in_s s, in step with the reading due $((due - stamp)) s after the first poll"
 echo "1 passed, 0 failed"

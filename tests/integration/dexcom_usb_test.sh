@@ -99,18 +99,24 @@ jq -r 'select(.kind == "meter") | "\(.device_time | capture("^M(?<m>[0-9]+)").m)
 jq -r '.records.meter[] | "\(.meter_time)|\(.meter_glucose)"' "$EXPECTED" | sort >"$WORK/m-want.txt"
 diff "$WORK/m-want.txt" "$WORK/m-got.txt" >/dev/null || fail "G4: meter readings differ"
 counts=$(jq -s -c '{bolus: [.[] | select(.kind == "bolus")] | length,
+  insulin: [.[] | select(.kind == "event" and .event_type == "note" and .code == 0
+    and (.text | test("^insulin \\(type not recorded\\) [0-9]+\\.[0-9]{2} U")))] | length,
   carbs: [.[] | select(.kind == "carbs")] | length,
   ins: [.[] | select(.kind == "event" and (.event_type == "sensor_start" or .event_type == "sensor_stop"))] | length,
   cal: [.[] | select(.kind == "calibration")] | length,
   raw: [.[] | select(.kind == "glucose" and .filtered != null and .rssi < 0)] | length,
   status: [.[] | select(.kind == "status" and .transmitter == "60HMW" and .firmware == "2.0.1.104")] | length}' \
   "$WORK/g4.jsonl")
-echo "$counts" | jq -e '.bolus + .carbs == 35 and .ins == 36 and .cal == 20 and .raw > 200 and .status >= 1' \
-  >/dev/null || fail "G4: other records: $counts"
-jq -e -s 'any(.[]; .kind == "bolus" and .delivered_mu == 3500)' "$WORK/g4.jsonl" >/dev/null \
-  || fail "G4: insulin 350 is not 3.5 U"
+# A G4 logs insulin without saying fast- or long-acting (subtype 0): by
+# default a note with its units, never a bolus (one that counts as IOB).
+want_ins=$(jq '[.records.user_event[] | select(.event_type == 2)] | length' "$EXPECTED")
+echo "$counts" | jq -e --argjson ins "$want_ins" '.bolus == 0 and .insulin == $ins
+  and .insulin + .carbs == 35 and .ins == 36 and .cal == 20 and .raw > 200 and .status >= 1' \
+  >/dev/null || fail "G4: other records (want $want_ins insulin notes): $counts"
+jq -e -s 'any(.[]; .kind == "event" and .event_type == "note" and (.text | test(" 3\\.50 U,")))' \
+  "$WORK/g4.jsonl" >/dev/null || fail "G4: insulin 350 is not a note of 3.50 U"
 [ "$(jq -r .record_key "$WORK/g4.jsonl" | sort | uniq -d | wc -l)" -eq 0 ] || fail "G4: repeated record keys"
-pass "G4: 32 meter, 35 user events, 36 insertions, 20 calibrations, raw sensor values paired, status"
+pass "G4: 32 meter, 35 user events ($want_ins untyped insulin as notes, no bolus), 36 insertions, 20 calibrations, raw sensor values paired, status"
 
 kill -TERM $sim
 wait $sim || fail "simulator exit status $?"
@@ -173,6 +179,20 @@ snapshot_g6
 wait_slow has_snapshot 60 || fail "G6: no new readings after reconnecting; $(tail -3 "$WORK/daemon-g6.log")"
 pass "G6: recovered after the unplug; every stored reading arrived, including new ones"
 
+# Times that cannot be: a reading in the receiver's future, or measured
+# after it was written.  The simulator writes none (at 120× its time starts
+# far enough back never to pass the receiver's clock), so none may be
+# refused, and none may land in the host's future either.
+counter() {
+  "$DIABRIDGE" status --journal "$WORK/g6.db" --json \
+    | jq "[.workers[] | select(.name == \"dexcom-usb\") | .counters.$1][0]"
+}
+[ "$(counter implausible)" = 0 ] || fail "G6: $(counter implausible) records refused as implausible"
+jq -e -s 'all(.[] | select(.kind == "glucose"); .t_utc_ms <= .received_ms + 150000)' \
+  "$WORK/g6.jsonl" >/dev/null || fail "G6: a reading dated after it was received: $(jq -c -s \
+  '[.[] | select(.kind == "glucose" and .t_utc_ms > .received_ms + 150000)][0]' "$WORK/g6.jsonl")"
+pass "G6: no reading from the future, none refused as implausible"
+
 # Restart the daemon: it continues from the read positions committed with
 # the records, so it asks only for the newest pages and stores no duplicate.
 kill -TERM $daemon
@@ -222,6 +242,22 @@ jq -e -s 'any(.[]; .kind == "meter") and any(.[]; .kind == "bolus")
   and any(.[]; .kind == "status" and .battery_pct == 87 and .transmitter != null)' \
   "$WORK/g6.jsonl" >/dev/null || fail "G6: meter, insulin or status missing"
 pass "G6: special values are events; meter, insulin and status recorded"
+
+# Insulin as "measured system time subtype 1/100 U": fast-acting (1) is a
+# bolus, long-acting (2) a note with its units (never a bolus, which would
+# count as insulin on board).  Everything that arrived was logged so.
+jq -r 'if .kind == "bolus" then
+         "\(.device_time | capture("^M(?<m>[0-9]+)").m) 1 \(.delivered_mu / 10)"
+       elif .kind == "event" and .event_type == "note" and .code == 2 then
+         "\(.device_time | capture("^M(?<m>[0-9]+)").m) 2 \(.text
+           | capture("^long-acting insulin (?<u>[0-9]+)\\.(?<c>[0-9]{2}) U") | .u + .c | tonumber)"
+       else empty end' "$WORK/g6.jsonl" | sort >"$WORK/ins-got.txt"
+awk '$1 == "I" && NF == 4 { print $2, $3, $4 }' "$WORK/truth.txt" | sort >"$WORK/ins-want.txt"
+[ -z "$(comm -13 "$WORK/ins-want.txt" "$WORK/ins-got.txt")" ] \
+  || fail "G6: insulin not as logged: $(comm -13 "$WORK/ins-want.txt" "$WORK/ins-got.txt" | head -3)"
+grep -q ' 2 1250$' "$WORK/ins-got.txt" && grep -q ' 1 ' "$WORK/ins-got.txt" \
+  || fail "G6: no long-acting note or no bolus: $(head -5 "$WORK/ins-got.txt")"
+pass "G6: $(grep -c ' 1 ' "$WORK/ins-got.txt") fast-acting boluses, $(grep -c ' 2 ' "$WORK/ins-got.txt") long-acting notes, as logged"
 
 kill -TERM $daemon
 wait $daemon || fail "G6: daemon exit status $?"

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "core/err.h"
+#include "core/hex.h"
 #include "proto/dexcom_rx/dexcom_rx.h"
 
 /* ------------------------------------------------------------------ */
@@ -70,24 +71,13 @@ static json_t *load_json(const char *rel)
     return j;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Hex text (whitespace allowed) to bytes; returns the byte count. */
 static size_t unhex(const char *s, uint8_t *out, size_t cap)
 {
     size_t n = 0;
     int hi = -1;
     for (; *s; s++) {
-        int v = hexval((unsigned char)*s);
+        int v = dia_hex_digit((unsigned char)*s);
         if (v < 0) {
             assert_true(*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t');
             continue;
@@ -1393,6 +1383,7 @@ static void test_implausible_records(void **state)
     put32(rec + 10, 0xFFFFFFFFu);
     seal(rec, 23);
     assert_int_equal(dexcom_rx_record_decode(rec, 23, 4, 4, &r), DIA_ERR_IMPLAUSIBLE);
+    assert_string_equal(r.why, "no measurement time");
     /* Wrong length for the revision. */
     assert_int_equal(dexcom_rx_record_decode(rec, 13, 4, 4, &r), DIA_ERR_CRC);
     seal(rec, 13);
@@ -1436,6 +1427,78 @@ static void test_implausible_records(void **state)
 
     /* Record shorter than two times and a CRC. */
     assert_int_equal(dexcom_rx_record_decode(rec, 9, 4, 2, &r), DIA_ERR_TRUNCATED);
+}
+
+/*
+ * A revision ≥ 4 measurement time must lie before its record was written
+ * (150 s of slack) and not more than 24 h before (dexcom_rx.h says why).
+ * Written at 400000000; a 25-byte (rev 5) and a 23-byte (rev 4) record, in
+ * the EGV and the BACKFILLED_EGV partition.
+ */
+static void test_measurement_time_limits(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t lead; /* measured − written, s */
+        int rc;
+        const char *why;
+    } cases[] = {
+        {0, DIA_OK, NULL},
+        {-600, DIA_OK, NULL}, /* a backfill 10 minutes late */
+        {DEXCOM_RX_MEASURED_AFTER_WRITE_MAX_S, DIA_OK, NULL},
+        {DEXCOM_RX_MEASURED_AFTER_WRITE_MAX_S + 1, DIA_ERR_IMPLAUSIBLE,
+         "measured after it was written"},
+        {3600, DIA_ERR_IMPLAUSIBLE, "measured after it was written"},
+        {-DEXCOM_RX_MEASURED_BEFORE_WRITE_MAX_S, DIA_OK, NULL},
+        {-DEXCOM_RX_MEASURED_BEFORE_WRITE_MAX_S - 1, DIA_ERR_IMPLAUSIBLE,
+         "measured more than 24 h before it was written"},
+        {-399999999, DIA_ERR_IMPLAUSIBLE, "measured more than 24 h before it was written"},
+    };
+    assert_int_equal(DEXCOM_RX_MEASURED_AFTER_WRITE_MAX_S, 150);
+    assert_int_equal(DEXCOM_RX_MEASURED_BEFORE_WRITE_MAX_S, 86400);
+    static const struct {
+        uint8_t type, rev;
+        size_t len;
+    } layouts[] = {{4, 5, 25}, {4, 4, 23}, {18, 5, 25}, {18, 1, 23}};
+    for (size_t l = 0; l < sizeof layouts / sizeof layouts[0]; l++) {
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            uint8_t rec[25] = {0};
+            struct dexcom_rx_record r;
+            put32(rec, 400000000);
+            put32(rec + 4, 399996400);
+            put16(rec + 8, 120);
+            put32(rec + 10, (uint32_t)(400000000 + cases[i].lead));
+            rec[19] = 0x14;
+            if (layouts[l].len == 25)
+                put16(rec + 21, 125);
+            seal(rec, layouts[l].len);
+            int rc =
+                dexcom_rx_record_decode(rec, layouts[l].len, layouts[l].type, layouts[l].rev, &r);
+            if (rc != cases[i].rc)
+                fail_msg("type %u rev %u, measured %+lld s: %s, want %s", layouts[l].type,
+                         layouts[l].rev, (long long)cases[i].lead, dia_errname(rc),
+                         dia_errname(cases[i].rc));
+            if (cases[i].why) {
+                assert_non_null(r.why);
+                assert_string_equal(r.why, cases[i].why);
+                /* refused: nothing left for a careless caller to publish */
+                assert_int_equal(r.kind, DEXCOM_RX_KIND_RAW);
+                assert_int_equal(r.u.egv.mgdl, 0);
+                /* the times stay, for the log */
+                assert_int_equal(r.system_time, 400000000);
+            } else {
+                assert_null(r.why);
+                assert_int_equal(r.u.egv.measured_system_time, 400000000 + cases[i].lead);
+                assert_int_equal(r.u.egv.mgdl, 120);
+            }
+        }
+    }
+    /* A G4 record has no measurement time of its own: never refused for it. */
+    uint8_t g4[13];
+    struct dexcom_rx_record r;
+    make_egv_g4(g4, 400000000, 399996400, 120, 0x14);
+    assert_int_equal(dexcom_rx_record_decode(g4, 13, 4, 2, &r), DIA_OK);
+    assert_int_equal(r.u.egv.measured_system_time, 400000000);
 }
 
 static void test_other_layouts(void **state)
@@ -1841,6 +1904,7 @@ int main(void)
         cmocka_unit_test(test_g6_synthetic),
         cmocka_unit_test(test_page_negative),
         cmocka_unit_test(test_implausible_records),
+        cmocka_unit_test(test_measurement_time_limits),
         cmocka_unit_test(test_other_layouts),
         cmocka_unit_test(test_g4_capture),
     };

@@ -394,6 +394,24 @@ enum dexcom_rx_egv_class {
 #define DEXCOM_RX_PREDICTED_URGENT_LOW    0x8000
 #define DEXCOM_RX_PREDICTED_UNAVAILABLE   13
 
+/*
+ * How far a revision ≥ 4 measurement time may lie from its record's own
+ * system time, the time the receiver wrote it (spec §2.4, "How backfill
+ * works": offset 10 is when it was measured, the record's times when it was
+ * written, so measured ≤ written).
+ *   After: 150 s of slack for the transmitter clock being mapped onto the
+ *   receiver's, half the 5-minute reading interval: less than that cannot
+ *   move a reading into its neighbour's slot, and it is the window in which
+ *   consolidation (DESIGN §6) takes two observations for one reading.
+ *   Before: live readings are written seconds after they are measured; a
+ *   backfill fills a gap when the link returns.  The peers look back at
+ *   most 24 h for late readings (dexpy's first pass, Share's minutes=1440
+ *   catch-up, spec §3.2 and §4.4), eight times the 3 h dexpy assumes for a
+ *   backfill.  A measurement older than that cannot belong to the record.
+ */
+#define DEXCOM_RX_MEASURED_AFTER_WRITE_MAX_S  150
+#define DEXCOM_RX_MEASURED_BEFORE_WRITE_MAX_S (24 * 3600)
+
 struct dexcom_rx_egv {
     uint16_t raw_glucose; /* the whole u16, flags included */
     enum dexcom_rx_egv_class cls;
@@ -408,7 +426,10 @@ struct dexcom_rx_egv {
     uint8_t trend; /* low nibble */
     uint8_t noise; /* bits 4..6 */
     /* The time the glucose was measured, in the system-time domain: the
-     * offset-10 field for revision ≥ 4, the record's system time before. */
+     * offset-10 field for revision ≥ 4, the record's system time before.
+     * A revision ≥ 4 record is refused (DIA_ERR_IMPLAUSIBLE) when this lies
+     * outside [system_time − DEXCOM_RX_MEASURED_BEFORE_WRITE_MAX_S,
+     * system_time + DEXCOM_RX_MEASURED_AFTER_WRITE_MAX_S]. */
     uint32_t measured_system_time;
     /* revision ≥ 4 (G5, touchscreen, backfilled) */
     bool has_g5_fields;
@@ -505,6 +526,10 @@ struct dexcom_rx_record {
     const uint8_t *raw; /* the whole record, CRC included */
     uint16_t raw_len;
     enum dexcom_rx_record_kind kind;
+    /* Why a decode refused an intact record (DIA_ERR_IMPLAUSIBLE), in a few
+     * words for a log line ("measured after it was written"); NULL when it
+     * was not refused or no more is known than the error code. */
+    const char *why;
     union {
         struct dexcom_rx_egv egv;
         struct dexcom_rx_sensor sensor;

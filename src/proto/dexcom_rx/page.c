@@ -72,7 +72,9 @@
  *   refuse larger values.  trend = low nibble of the trend byte (0–9),
  *   noise = bits 4–6.  For revision ≥ 4 the measurement time is the
  *   offset-10 egv_system_time, for every record, not only backfilled ones
- *   (spec §2.4, "How backfill works").
+ *   (spec §2.4, "How backfill works").  Measured after it was written, or
+ *   more than a day before, is refused as implausible (limits in
+ *   dexcom_rx.h).
  *
  * Record lengths come from READ_DATABASE_PARTITION_INFO when the caller has
  * it (spec §2.1 "best practice"); the built-in table below is the fallback
@@ -361,8 +363,10 @@ static int decode_egv(const uint8_t *r, size_t len, uint8_t variant, struct dexc
     e->computed_on_transmitter = (raw & DEXCOM_RX_EGV_FLAG_ON_TRANSMITTER) != 0;
     e->backfilled = (raw & DEXCOM_RX_EGV_FLAG_BACKFILLED) != 0;
     /* Bits 10..12 have no documented meaning: do not guess. */
-    if (raw & 0x1C00)
+    if (raw & 0x1C00) {
+        out->why = "undocumented glucose flag bits";
         return DIA_ERR_IMPLAUSIBLE;
+    }
 
     if (variant == EGV_G4) {
         e->raw_trend_noise = r[10];
@@ -374,8 +378,21 @@ static int decode_egv(const uint8_t *r, size_t len, uint8_t variant, struct dexc
         e->raw_filtered_rate = r[18];
         e->raw_trend_noise = r[19];
         e->algorithm_state = r[20];
-        if (e->egv_system_time == 0 || e->egv_system_time == 0xFFFFFFFFu)
+        if (e->egv_system_time == 0 || e->egv_system_time == 0xFFFFFFFFu) {
+            out->why = "no measurement time";
             return DIA_ERR_IMPLAUSIBLE;
+        }
+        /* Measured before it was written, and not long before (the limits
+         * and why they are what they are: dexcom_rx.h). */
+        int64_t lead = (int64_t)e->egv_system_time - (int64_t)out->system_time;
+        if (lead > DEXCOM_RX_MEASURED_AFTER_WRITE_MAX_S) {
+            out->why = "measured after it was written";
+            return DIA_ERR_IMPLAUSIBLE;
+        }
+        if (-lead > DEXCOM_RX_MEASURED_BEFORE_WRITE_MAX_S) {
+            out->why = "measured more than 24 h before it was written";
+            return DIA_ERR_IMPLAUSIBLE;
+        }
         e->measured_system_time = e->egv_system_time;
         if (variant == EGV_TOUCH && len >= 25) {
             uint16_t p = dexcom_rx_le16(r + 21);
@@ -398,8 +415,10 @@ static int decode_egv(const uint8_t *r, size_t len, uint8_t variant, struct dexc
         e->mgdl = 0;
         return DIA_OK;
     }
-    if (value > DEXCOM_RX_GLUCOSE_MAX_PLAUSIBLE)
+    if (value > DEXCOM_RX_GLUCOSE_MAX_PLAUSIBLE) {
+        out->why = "glucose above 600 mg/dL";
         return DIA_ERR_IMPLAUSIBLE;
+    }
     e->cls = DEXCOM_RX_EGV_GLUCOSE;
     e->mgdl = value;
     e->below_range = value < DEXCOM_RX_DISPLAY_LOW;
@@ -432,8 +451,10 @@ static int decode_meter(const uint8_t *r, uint8_t variant, struct dexcom_rx_reco
         m->meter_time = dexcom_rx_le32(r + 11);
         m->meter_transmitter_time = dexcom_rx_le32(r + 15);
     }
-    if (m->mgdl < METER_MIN_MGDL || m->mgdl > METER_MAX_MGDL)
+    if (m->mgdl < METER_MIN_MGDL || m->mgdl > METER_MAX_MGDL) {
+        out->why = "meter glucose outside 20..600 mg/dL";
         return DIA_ERR_IMPLAUSIBLE;
+    }
     return DIA_OK;
 }
 
@@ -486,13 +507,17 @@ static int decode_cal(const uint8_t *r, size_t len, struct dexcom_rx_record *out
     c->decay = dexcom_rx_le_f64(r + 35);
     c->n_sub = r[43];
     if (!isfinite(c->slope) || !isfinite(c->intercept) || !isfinite(c->scale) ||
-        !isfinite(c->decay))
+        !isfinite(c->decay)) {
+        out->why = "calibration value is not a number";
         return DIA_ERR_IMPLAUSIBLE;
+    }
     size_t room = (len - 2 - 44) / 17;
     if (room > DEXCOM_RX_CAL_SUB_MAX)
         room = DEXCOM_RX_CAL_SUB_MAX;
-    if (c->n_sub > room)
+    if (c->n_sub > room) {
+        out->why = "more calibration entries than fit";
         return DIA_ERR_IMPLAUSIBLE;
+    }
     for (unsigned i = 0; i < c->n_sub; i++) {
         const uint8_t *s = r + 44 + 17 * i;
         c->sub[i].entered_time = dexcom_rx_le32(s);
