@@ -15,12 +15,17 @@ FUZZ_SECONDS ?= 20
 # what it finds to fuzz/corpus/ as a regression.
 FUZZ_SEED ?= 1
 
-.PHONY: all bootstrap build demo check test asan-test format format-check fuzz bench bench-short clean
+.PHONY: all bootstrap bootstrap-test build demo check test asan-test format format-check fuzz bench bench-short clean
 
 all: build
 
+# What building and running need (make demo) ...
 bootstrap:
 	@scripts/bootstrap.sh
+
+# ... and what the tests need besides: test tools and the real servers.
+bootstrap-test:
+	@scripts/bootstrap.sh --test
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DDIA_WERROR=ON
@@ -31,13 +36,13 @@ build: bootstrap $(BUILD)/CMakeCache.txt
 demo: build
 	$(BUILD)/diabridge demo --speed 600
 
-test: build
+test: bootstrap-test build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 $(ASAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DDIA_WERROR=ON -DDIA_SANITIZE=ON
 
-asan-test: bootstrap $(ASAN_BUILD)/CMakeCache.txt
+asan-test: bootstrap-test $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j$(JOBS)
@@ -47,7 +52,7 @@ FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src sim test
 format:
 	clang-format -i $(FORMAT_FILES)
 
-format-check: bootstrap
+format-check: bootstrap-test
 	@clang-format --dry-run -Werror $(FORMAT_FILES) && echo "format: ok"
 
 $(FUZZ_BUILD)/CMakeCache.txt:
@@ -55,7 +60,7 @@ $(FUZZ_BUILD)/CMakeCache.txt:
 
 # Build every fuzz target; run each on its seed corpus (every file there is
 # a regression input), then let it mutate for FUZZ_SECONDS.
-fuzz: bootstrap $(FUZZ_BUILD)/CMakeCache.txt
+fuzz: bootstrap-test $(FUZZ_BUILD)/CMakeCache.txt
 	cmake --build $(FUZZ_BUILD) -j$(JOBS)
 	@set -e; for t in $(FUZZ_BUILD)/fuzz_*; do \
 	  [ -x "$$t" ] || continue; name=$$(basename $$t); \
@@ -71,14 +76,14 @@ fuzz: bootstrap $(FUZZ_BUILD)/CMakeCache.txt
 # `make check` is what CI runs: warnings are errors, every test runs twice
 # (plain and under sanitizers), formatting is checked, fuzzers run briefly.
 # The benchmark suite in its short mode: proves it still runs; never judges numbers.
-bench-short: build
+bench-short: bootstrap-test build
 	bench/run --short $(BUILD)
 
 check: format-check test asan-test fuzz bench-short
 	@echo "check: all passed"
 
 # The full benchmark suite: table on stdout, bench/results/latest.json.
-bench: build
+bench: bootstrap-test build
 	bench/run $(BUILD)
 
 clean:

@@ -4,16 +4,27 @@
 # missing.  Uses sudo when not root.
 set -euo pipefail
 
-# Build and runtime libraries, test tools, and the real servers the
-# integration tests start (mosquitto, influxd).  libclang-rt-14-dev holds
-# libFuzzer and the sanitizer runtimes clang links against; Debian installs
-# it only as a recommendation of clang, which --no-install-recommends skips.
+# Two sets.  Building and running (what `make demo` needs): the compiler
+# and the libraries.  With --test (what `make check` needs) also the test
+# tools and the real servers the integration tests start (mosquitto,
+# influxd).  libclang-rt-14-dev holds libFuzzer and the sanitizer runtimes
+# clang links against; Debian installs it only as a recommendation of
+# clang, which --no-install-recommends skips.
 packages=(
-  build-essential cmake pkg-config clang clang-format libclang-rt-14-dev python3
-  libsqlite3-dev sqlite3 libjansson-dev libssl-dev libcurl4-openssl-dev
+  build-essential cmake pkg-config
+  libsqlite3-dev libjansson-dev libssl-dev libcurl4-openssl-dev
   libsystemd-dev libmosquitto-dev libcmocka-dev zlib1g-dev tzdata
-  mosquitto mosquitto-clients influxdb influxdb-client jq socat openssl bc time curl
 )
+test_servers=(mosquitto influxdb)
+if [ "${1:-}" = --test ]; then
+  packages+=(
+    clang clang-format libclang-rt-14-dev python3 sqlite3
+    "${test_servers[@]}" mosquitto-clients influxdb-client jq socat openssl bc time curl
+  )
+elif [ -n "${1:-}" ]; then
+  echo "usage: scripts/bootstrap.sh [--test]" >&2
+  exit 2
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -39,5 +50,18 @@ echo "bootstrap: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The Debian mosquitto package starts a system broker on port 1883; the tests
-# start their own on free ports and do not need it.
+# Debian starts mosquitto (port 1883) and influxd (port 8086, no password)
+# as system services when they are installed.  The tests start their own on
+# free loopback ports; a server open to the network that nobody asked for is
+# a risk, so the ones installed here are stopped and not started at boot.
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+  for m in "${missing[@]}"; do
+    for srv in "${test_servers[@]}"; do
+      [ "$m" = "$srv" ] || continue
+      if $sudo systemctl disable --now "$srv" >/dev/null 2>&1; then
+        echo "bootstrap: stopped the $srv system service the package started (the tests run their own)" >&2
+      fi
+    done
+  done
+fi
+exit 0
