@@ -75,6 +75,25 @@ static int show_dead(const struct dia_dead_letter *d, void *arg)
     return 0;
 }
 
+/* The names of the sinks that have dead letters, for "no such sink". */
+struct sink_names {
+    char text[512];
+};
+
+static int collect_sink(const struct dia_dead_letter *d, void *arg)
+{
+    struct sink_names *x = arg;
+    size_t used = strlen(x->text), n = strlen(d->sink);
+    /* listed by sink, so a name repeats only next to itself */
+    const char *last = strrchr(x->text, ' ');
+    last = last ? last + 1 : x->text;
+    if (strcmp(last, d->sink) == 0)
+        return 0;
+    if (used + n + 2 < sizeof x->text)
+        snprintf(x->text + used, sizeof x->text - used, "%s%s", used ? ", " : "", d->sink);
+    return 0;
+}
+
 int dia_verb_dead_letters(int argc, char **argv)
 {
     dia_cli_usage(dead_usage);
@@ -148,7 +167,12 @@ int dia_verb_dead_letters(int argc, char **argv)
         fprintf(stderr, "diabridge dead-letters: %s\n", dia_journal_errmsg(j));
         status = DIA_EXIT_FAILURE;
     } else if (!as_json) {
-        if (x.shown == 0)
+        struct sink_names others = {""};
+        if (x.shown == 0 && sink &&
+            dia_journal_dead_each(j, NULL, collect_sink, &others) == DIA_OK && others.text[0])
+            printf("no dead letters for a sink named \"%s\"; the sinks with dead letters are: %s\n",
+                   sink, others.text);
+        else if (x.shown == 0)
             printf("no dead letters%s%s: every record was accepted or is still on its way\n",
                    sink ? " for sink " : "", sink ? sink : "");
         else if (!retry && x.waiting < x.shown - x.gone)

@@ -39,8 +39,15 @@ static uint8_t *read_all(const char *path, size_t *len)
     while (buf) {
         size_t got = fread(buf + n, 1, cap - n, f);
         n += got;
-        if (n < cap)
+        if (n < cap) {
+            if (ferror(f)) { /* a directory, a device that failed: not an empty file */
+                int e = errno;
+                free(buf);
+                buf = NULL;
+                errno = e ? e : EIO;
+            }
             break;
+        }
         if (cap >= MAX_CAPTURE) {
             free(buf);
             buf = NULL;

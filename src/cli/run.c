@@ -221,9 +221,16 @@ int dia_verb_run(int argc, char **argv)
     int rc = DIA_OK;
     if (config_file)
         rc = dia_config_load_file(&cfg, config_file, err, sizeof err);
-    for (size_t i = 0; rc == DIA_OK && i < ncli; i++)
+    for (size_t i = 0; rc == DIA_OK && i < ncli; i++) {
         rc = dia_config_apply(&cfg, keyword_of(cli[i].opt), cli[i].value, "command line", err,
                               sizeof err);
+        if (rc != DIA_OK) {
+            /* A value typed on the command line: a wrong argument (status 2,
+             * with the synopsis), where a config file's mistake is 78. */
+            dia_config_free(&cfg);
+            return dia_usage_error("run", "%s", err);
+        }
+    }
     int status;
     if (rc != DIA_OK) {
         fprintf(stderr, "diabridge run: %s\n", err);

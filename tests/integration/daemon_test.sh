@@ -96,7 +96,7 @@ wait $d
 pass "journal defaults to ~/.local/state/diabridge/journal.db"
 
 # --- command-line errors ------------------------------------------------------
-for verb in run demo export status decode; do
+for verb in run demo export status decode dead-letters; do
   "$DIABRIDGE" "$verb" --version | grep -q '^diabridge [0-9]' || fail "$verb --version"
   "$DIABRIDGE" "$verb" --help >/dev/null || fail "$verb --help"
   set +e
@@ -111,6 +111,11 @@ set +e
 "$DIABRIDGE" frobnicate 2>/dev/null; [ $? -eq 2 ] || fail "unknown verb"
 "$DIABRIDGE" 2>/dev/null; [ $? -eq 2 ] || fail "no verb"
 "$DIABRIDGE" demo --speed fast 2>/dev/null; [ $? -eq 2 ] || fail "demo --speed fast"
+"$DIABRIDGE" run --log-level loud 2>"$WORK/err"; rc=$?
+[ $rc -eq 2 ] && grep -q "^usage: diabridge run" "$WORK/err" && grep -q 'log-level "loud"' "$WORK/err" \
+  || fail "run --log-level loud: exit $rc, $(cat "$WORK/err")"
+"$DIABRIDGE" decode dexcom-page "$WORK" 2>"$WORK/err"; rc=$?
+[ $rc -eq 1 ] && grep -q "Is a directory" "$WORK/err" || fail "decode of a directory: exit $rc, $(cat "$WORK/err")"
 set -e
 pass "--help, --version, and a usage message with exit status 2 on every verb"
 
