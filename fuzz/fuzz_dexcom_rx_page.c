@@ -6,7 +6,8 @@
  * record of every known (type, revision).  Every record of every page that
  * opens is decoded.  Invariants: a record is never decoded into a value
  * unless its CRC matched; a glucose reading is never a special value and
- * never above the plausible maximum.
+ * never above the plausible maximum; its measurement time lies in the
+ * window around the record's own time that the codec promises.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,6 +28,10 @@ static void check_record(int rc, const uint8_t *rec, size_t len, const struct de
             (e->mgdl < DEXCOM_RX_SPECIAL_LIMIT || e->mgdl > DEXCOM_RX_GLUCOSE_MAX_PLAUSIBLE))
             abort();
         if (e->cls == DEXCOM_RX_EGV_SPECIAL && (e->mgdl != 0 || e->special >= 13))
+            abort();
+        int64_t measured = e->measured_system_time, written = r->system_time;
+        if (measured > written + DEXCOM_RX_MEASURED_AFTER_WRITE_MAX_S ||
+            measured < written - DEXCOM_RX_MEASURED_BEFORE_WRITE_MAX_S)
             abort();
     }
     if (r->kind == DEXCOM_RX_KIND_CAL_SET && r->u.cal.n_sub > DEXCOM_RX_CAL_SUB_MAX)

@@ -1038,7 +1038,7 @@ static int dexcom_receiver_main(int argc, char **argv)
     x.reconnect_ms = 500;
     const char *capture = NULL, *gen = "g6", *serial = NULL, *truth = NULL;
     long long seed = 1, history = 6 * 3600, patient_start = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *o = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool takes = true;
@@ -1073,7 +1073,6 @@ static int dexcom_receiver_main(int argc, char **argv)
             fprintf(stderr, "usage: diabridge-sim dexcom-receiver %s\n", usage_text);
             return 2;
         }
-        i++;
     }
     if (x.speed < 1 || x.speed > 100000 || history < 0 || x.reconnect_ms < 0 ||
         x.egv_revision < 0 || x.egv_revision > 255) {
