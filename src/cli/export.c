@@ -248,6 +248,10 @@ int dia_verb_export(int argc, char **argv)
         for (int i = DIA_NS_ENTRIES; i <= DIA_NS_DEVICESTATUS; i++)
             x.ns[i] = json_array();
     int rc = dia_journal_each(j, since, until, all, visit, &x);
+    /* A journal read as a snapshot (one this user cannot write) must not
+     * have changed under the reads: then the output cannot be trusted. */
+    if (rc == DIA_OK)
+        rc = dia_journal_verify_snapshot(j);
     if (rc == DIA_OK && x.fmt == FMT_NIGHTSCOUT) {
         json_t *o = json_object();
         for (int i = DIA_NS_ENTRIES; i <= DIA_NS_DEVICESTATUS; i++)

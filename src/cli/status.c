@@ -1,4 +1,5 @@
 /* `diabridge status`: what each source and sink is doing, from the journal. */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include "core/daemon.h"
 #include "core/err.h"
 #include "core/journal.h"
+#include "core/journal_lock.h"
 #include "core/tz.h"
 #include "core/url.h"
 
@@ -19,7 +21,8 @@ static const char status_usage[] =
     "\n"
     "Shows each source and sink of the daemon that uses the journal: its state, when it\n"
     "last succeeded, its last error, the sink backlog (records not yet delivered) and\n"
-    "counters.  Works whether or not the daemon is running.  Never shows secrets.\n"
+    "counters, and whether a daemon is running with the journal now.  Works whether or\n"
+    "not it is, also on a journal you may read but not write.  Never shows secrets.\n"
     "\n"
     "  --journal PATH  the journal to read (default: where `diabridge run` keeps it)\n"
     "  --json          one JSON object instead of the table\n";
@@ -30,6 +33,9 @@ struct status_ctx {
     json_t *all;
     int64_t now;
     unsigned n;
+    bool daemon_running;  /* false: the rows are what a daemon left behind */
+    int64_t last_seen_ms; /* the newest status row's time */
+    long last_pid;        /* the pid in that row */
 };
 
 static void ago(int64_t now, int64_t then, char *buf, size_t len)
@@ -70,6 +76,13 @@ static int show_worker(const char *worker, const char *text, int64_t updated_ms,
             json_t *js = json_string(shown); /* NULL if a cut split a UTF-8 character */
             json_object_set_new(o, sentences[i], js ? js : json_string("?"));
         }
+    }
+    if (!x->daemon_running) {
+        /* Its last live state would be a lie now ("running", "backing off"
+         * after a crash): shown as stopped, the old one kept for --json. */
+        json_t *was = json_object_get(o, "state");
+        json_object_set(o, "last_state", was ? was : json_null());
+        json_object_set_new(o, "state", json_string("stopped"));
     }
     bool sink = strncmp(worker, "sink:", 5) == 0;
     const char *name = strchr(worker, ':') ? strchr(worker, ':') + 1 : worker;
@@ -117,6 +130,37 @@ static int show_worker(const char *worker, const char *text, int64_t updated_ms,
         printf("        warning: %s\n", warning);
     json_decref(o);
     return 0;
+}
+
+/* First pass over the rows: when the daemon last wrote, and with what pid. */
+static int note_last_seen(const char *worker, const char *text, int64_t updated_ms, void *arg)
+{
+    (void)worker;
+    struct status_ctx *x = arg;
+    if (updated_ms <= x->last_seen_ms)
+        return 0;
+    x->last_seen_ms = updated_ms;
+    json_t *o = json_loads(text, 0, NULL);
+    x->last_pid = (long)json_integer_value(json_object_get(o, "pid"));
+    json_decref(o);
+    return 0;
+}
+
+/*
+ * Whether a daemon is using the journal now.  Its lock (core/journal_lock.h)
+ * says so for certain, whatever way the daemon ended.  Only when the lock
+ * file exists but cannot be read is the pid of the last status row asked
+ * instead, which a pid reused by another program could fool; *by_lock says
+ * which answer this is.
+ */
+static bool daemon_is_running(const char *path, long row_pid, long *pid, bool *by_lock)
+{
+    int held = dia_journal_lock_holder(path, pid);
+    *by_lock = held >= 0;
+    if (held >= 0)
+        return held == 1;
+    *pid = row_pid;
+    return row_pid > 0 && (kill((pid_t)row_pid, 0) == 0 || errno == EPERM);
 }
 
 static int count_dead(const struct dia_dead_letter *d, void *arg)
@@ -173,20 +217,48 @@ int dia_verb_status(int argc, char **argv)
     }
     struct status_ctx x = {.j = j, .json = as_json, .all = json_array(), .now = dia_now_ms()};
     int64_t last_seq = dia_journal_last_seq(j);
-    if (!as_json)
+    int rc = dia_journal_status_each(j, note_last_seen, &x);
+    long daemon_pid = 0;
+    bool by_lock = true;
+    x.daemon_running = daemon_is_running(jc.path, x.last_pid, &daemon_pid, &by_lock);
+    if (!as_json && rc == DIA_OK) {
         printf("journal %s: %lld records\n", jc.path, (long long)(last_seq < 0 ? 0 : last_seq));
-    int rc = dia_journal_status_each(j, show_worker, &x);
+        char seen[32];
+        ago(x.now, x.last_seen_ms, seen, sizeof seen);
+        const char *guess =
+            by_lock ? "" : " (judged by its pid: the journal's lock file cannot be read)";
+        if (x.daemon_running && daemon_pid > 0)
+            printf("daemon: running, pid %ld%s\n", daemon_pid, guess);
+        else if (x.daemon_running)
+            printf("daemon: running%s\n", guess);
+        else if (x.last_seen_ms > 0)
+            printf("daemon: stopped (no daemon is running with this journal; last seen %s)%s\n",
+                   seen, guess);
+    }
+    if (rc == DIA_OK)
+        rc = dia_journal_status_each(j, show_worker, &x);
+    /* A journal read as a snapshot (one this user cannot write) must not
+     * have changed under the reads. */
+    if (rc == DIA_OK)
+        rc = dia_journal_verify_snapshot(j);
     int status = DIA_EXIT_OK;
     if (rc != DIA_OK) {
         fprintf(stderr, "diabridge status: %s\n", dia_journal_errmsg(j));
         status = DIA_EXIT_FAILURE;
     } else if (as_json) {
-        json_t *o = json_pack("{ss sI so}", "journal", jc.path, "last_seq", (json_int_t)last_seq,
-                              "workers", x.all);
+        json_t *daemon =
+            json_pack("{sb so so ss}", "running", x.daemon_running, "pid",
+                      daemon_pid > 0 ? json_integer(daemon_pid) : json_null(), "last_seen_ms",
+                      x.last_seen_ms > 0 ? json_integer(x.last_seen_ms) : json_null(), "known_by",
+                      by_lock ? "lock" : "pid");
+        json_t *o = json_pack("{ss sI so so}", "journal", jc.path, "last_seq", (json_int_t)last_seq,
+                              "daemon", daemon, "workers", x.all);
         x.all = NULL;
         json_dumpf(o, stdout, JSON_INDENT(2));
         putchar('\n');
         json_decref(o);
+    } else if (x.n == 0 && x.daemon_running) {
+        printf("a daemon is starting with this journal; it has not written its status yet\n");
     } else if (x.n == 0) {
         printf("no daemon has run with this journal yet\n");
     } else {

@@ -39,7 +39,9 @@
 #include "core/driver.h"
 #include "core/err.h"
 #include "core/journal.h"
+#include "core/journal_lock.h"
 #include "core/log.h"
+#include "core/url.h"
 
 #define BACKOFF_MIN_MS    1000
 #define BACKOFF_MAX_MS    (5 * 60 * 1000)
@@ -433,6 +435,54 @@ static int deliver_retries(struct worker *w, const struct dia_sink_driver *drv,
     }
 }
 
+/* What a sink delivers to, for tying its cursor to it: the driver and the
+ * display form of its target.  That form names the file or server but no
+ * secret, so a new password or token keeps the cursor while a new place
+ * gets the journal from the start. */
+static void sink_target(const struct dia_options *o, char *buf, size_t len)
+{
+    char shown[448] = "";
+    if (o->target)
+        dia_url_display(o->target, shown, sizeof shown);
+    snprintf(buf, len, "%s%s%s", o->driver, o->target ? ":" : "", shown);
+}
+
+/* Where this sink continues: its cursor, unless that counted for another
+ * place (see dia_journal_cursor_bind), which is said loudly because the new
+ * place would otherwise silently miss everything before it. */
+static int sink_cursor_start(struct worker *w, int64_t *cursor)
+{
+    char target[480];
+    sink_target(w->in.opts, target, sizeof target);
+    struct dia_cursor_binding b;
+    int rc = dia_journal_cursor_bind(w->in.journal, w->in.name, target, &b);
+    if (rc != DIA_OK)
+        return rc;
+    *cursor = b.seq;
+    if (b.outcome == DIA_CURSOR_ADOPTED) {
+        dia_info(w->in.name, "its delivery progress (up to seq %lld) is now tied to %s",
+                 (long long)b.seq, target);
+    } else if (b.outcome == DIA_CURSOR_MOVED) {
+        char dead[256] = "";
+        if (b.dead_letters_dropped > 0)
+            snprintf(dead, sizeof dead,
+                     " The old target's %lld dead letter%s %s removed; %s sent to the new one "
+                     "with the rest.",
+                     (long long)b.dead_letters_dropped, b.dead_letters_dropped == 1 ? "" : "s",
+                     b.dead_letters_dropped == 1 ? "was" : "were",
+                     b.dead_letters_dropped == 1 ? "its record is" : "their records are");
+        dia_warn(w->in.name,
+                 "this sink now delivers to %s, but its stored progress (up to seq %lld) was for "
+                 "%s. The new target gets the whole journal from the start, so that it misses "
+                 "nothing; records it already has come again with the same identities (a "
+                 "server keeps one copy, a file gets them twice).%s If you did not change this "
+                 "sink's target, a line above it was deleted or moved: give every sink a "
+                 "name=… so that a name keeps meaning one place.",
+                 target, (long long)b.previous_seq, b.previous_target, dead);
+    }
+    return DIA_OK;
+}
+
 static void *sink_main(void *arg)
 {
     struct worker *w = arg;
@@ -452,7 +502,7 @@ static void *sink_main(void *arg)
     }
     w->in.journal = open_worker_journal(w);
     while (w->in.journal && !atomic_load(&w->d->stop)) {
-        int rc = dia_journal_cursor_get(w->in.journal, w->in.name, &cursor);
+        int rc = sink_cursor_start(w, &cursor);
         if (rc == DIA_OK) {
             set_state(w, W_STARTING, DIA_OK);
             rc = drv->open(&w->in);
@@ -700,6 +750,7 @@ int dia_daemon_run(const struct dia_daemon_params *p)
 
     int exit_status = DIA_EXIT_OK;
     struct dia_journal *j = NULL;
+    int lock_fd = -1; /* held until the very end: one daemon per journal */
     char err[512];
     /* The supervisor's own connection writes only status rows and retention:
      * losing the last of those in a power cut costs nothing, so it skips the
@@ -707,6 +758,14 @@ int dia_daemon_run(const struct dia_daemon_params *p)
     struct dia_journal_config jc = {
         .path = p->journal_path, .sync = DIA_SYNC_NORMAL, .hub = &d.hub};
     int rc = dia_journal_open(&jc, &j, err, sizeof err);
+    /* The lock comes after the open, which creates the journal's folder, and
+     * before anything else: the open itself changes nothing another daemon
+     * relies on (the tables exist already), the integrity check and the
+     * workers come only once the journal is ours.  A daemon already using
+     * it means "a person must act", like a bad configuration: exit 78, so
+     * systemd does not restart-loop against it. */
+    if (rc == DIA_OK)
+        rc = dia_journal_lock_take(p->journal_path, &lock_fd, err, sizeof err);
     if (rc == DIA_OK) {
         rc = dia_journal_check(j, err, sizeof err);
         if (rc != DIA_OK) {
@@ -830,6 +889,8 @@ out:
     }
     free(d.workers);
     dia_journal_close(j);
+    if (lock_fd >= 0)
+        close(lock_fd); /* after the last write, so no successor overlaps it */
     pthread_cond_destroy(&d.sleep_cond);
     pthread_mutex_destroy(&d.sleep_lock);
     dia_journal_hub_destroy(&d.hub);

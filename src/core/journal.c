@@ -31,6 +31,7 @@
 
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/journal_lock.h"
 
 #define SCHEMA_VERSION "1"
 
@@ -88,8 +89,11 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS records_glucose_slot ON records(sensor, t_utc_ms)"
     "  WHERE kind = 'glucose';"
     "CREATE INDEX IF NOT EXISTS records_time ON records(t_utc_ms);"
+    /* target: what the sink delivers to, in a form without secrets
+     * (dia_journal_cursor_bind), so a cursor is never applied to another
+     * place that happens to get the same name. */
     "CREATE TABLE IF NOT EXISTS sink_cursor(sink TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,"
-    "  updated_ms INTEGER);"
+    "  updated_ms INTEGER, target TEXT);"
     /* retry = 1: the user asked (`diabridge dead-letters --retry`) for the
      * record to be sent again; the sink's worker picks it up. */
     "CREATE TABLE IF NOT EXISTS dead_letter(id INTEGER PRIMARY KEY, sink TEXT NOT NULL,"
@@ -105,6 +109,8 @@ struct dia_journal {
     sqlite3 *db;
     char *path;
     bool readonly;
+    bool immutable;        /* read as a snapshot, without locks: see open_immutable */
+    struct stat unchanged; /* the file as it was then, for dia_journal_verify_snapshot */
     struct dia_journal_hub *hub;
     sqlite3_stmt *stmt[ST_COUNT];
     char errmsg[512];
@@ -254,20 +260,34 @@ static int exec_sql(struct dia_journal *j, const char *sql, const char *doing)
 
 /* Journals written before a column existed get it added; CREATE TABLE IF NOT
  * EXISTS leaves an old table as it was. */
-static int upgrade_schema(struct dia_journal *j)
+static int add_column_if_missing(struct dia_journal *j, const char *table, const char *column,
+                                 const char *alter_sql)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        j->db, "SELECT count(*) FROM pragma_table_info('dead_letter') WHERE name = 'retry'", -1,
-        &st, NULL);
+    int rc = sqlite3_prepare_v2(j->db, "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                                -1, &st, NULL);
     if (rc != SQLITE_OK)
         return journal_fail(j, rc, "upgrading tables");
-    bool has_retry = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
+    bool has_column = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
     sqlite3_finalize(st);
-    if (has_retry)
+    if (has_column)
         return DIA_OK;
-    return exec_sql(j, "ALTER TABLE dead_letter ADD COLUMN retry INTEGER NOT NULL DEFAULT 0",
-                    "upgrading tables");
+    return exec_sql(j, alter_sql, "upgrading tables");
+}
+
+static int upgrade_schema(struct dia_journal *j)
+{
+    int err = add_column_if_missing(j, "dead_letter", "retry",
+                                    "ALTER TABLE dead_letter ADD COLUMN retry INTEGER NOT NULL"
+                                    " DEFAULT 0");
+    if (err != DIA_OK)
+        return err;
+    /* Cursors written before targets were recorded have none (NULL); the
+     * sink's next start adopts its current target (dia_journal_cursor_bind). */
+    return add_column_if_missing(j, "sink_cursor", "target",
+                                 "ALTER TABLE sink_cursor ADD COLUMN target TEXT");
 }
 
 void dia_journal_close(struct dia_journal *j)
@@ -279,6 +299,127 @@ void dia_journal_close(struct dia_journal *j)
     sqlite3_close(j->db);
     free(j->path);
     free(j);
+}
+
+/* Whether this process may write the journal and create files beside it
+ * (the -wal and -shm SQLite needs in WAL mode, even to read). */
+static bool can_write_beside(const char *path)
+{
+    if (access(path, W_OK) != 0)
+        return false;
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+        return false;
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    return access(dir, W_OK) == 0;
+}
+
+/* An SQLite URI for path with immutable=1; every byte outside the
+ * unreserved set is percent-encoded, so '?', '#' and '%' in a file name
+ * stay part of the name. */
+static char *immutable_uri(const char *path)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len = strlen(path);
+    char *uri = malloc(len * 3 + 32);
+    if (!uri)
+        return NULL;
+    /* "file://" + "/abs" leaves the authority empty even for "//x"; a
+     * relative path must not get the slashes. */
+    char *o = uri + sprintf(uri, path[0] == '/' ? "file://" : "file:");
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            strchr("/._~-", *c)) {
+            *o++ = (char)*c;
+        } else {
+            *o++ = '%';
+            *o++ = hex[*c >> 4];
+            *o++ = hex[*c & 15];
+        }
+    }
+    strcpy(o, "?immutable=1");
+    return uri;
+}
+
+/*
+ * The read-only fallback, for a journal this user may read but not write
+ * (a backed-up copy, a file of another user).  In WAL mode SQLite needs the
+ * -shm file even to read, and cannot create it here.  immutable=1 tells
+ * SQLite the file cannot change, so it reads it with no -shm and no locks.
+ *
+ * That is true only while nothing writes the file, and a user who cannot
+ * write it is no proof of that: a daemon running as the owner can.  Such a
+ * daemon, while it runs, has the -shm beside the journal, and then the
+ * plain read-only open works and this is never reached; but one that
+ * starts while we read is not seen by an immutable reader, which might
+ * then mix old and new pages.  Hence: never when the journal's daemon lock
+ * is held, and dia_journal_verify_snapshot after reading tells whether
+ * the file changed meanwhile.  It also ignores the -wal file, so a journal
+ * whose newest changes are still there (its daemon was killed) is refused
+ * rather than shown without them.
+ */
+static int open_immutable(struct dia_journal *j)
+{
+    long pid = 0;
+    if (dia_journal_lock_holder(j->path, &pid) == 1) {
+        snprintf(j->errmsg, sizeof j->errmsg,
+                 "journal %s is in use by diabridge (pid %ld), and reading it while it changes "
+                 "needs write access to its folder. Run this as the user that runs diabridge",
+                 j->path, pid);
+        return DIA_ERR_JOURNAL_ACCESS;
+    }
+    char wal[PATH_MAX];
+    struct stat st;
+    if (snprintf(wal, sizeof wal, "%s-wal", j->path) < (int)sizeof wal && stat(wal, &st) == 0 &&
+        st.st_size > 0) {
+        snprintf(j->errmsg, sizeof j->errmsg,
+                 "journal %s: its newest changes are still in %s-wal, which SQLite can read "
+                 "only with write access to the folder. Copy both files into a folder you can "
+                 "write and read the copy, or run this as the user that runs diabridge",
+                 j->path, j->path);
+        return DIA_ERR_JOURNAL_ACCESS;
+    }
+    char *uri = immutable_uri(j->path);
+    if (!uri) {
+        snprintf(j->errmsg, sizeof j->errmsg, "out of memory opening the journal");
+        return DIA_ERR_NOMEM;
+    }
+    sqlite3_close(j->db);
+    j->db = NULL;
+    /* the file as it is before the first read: a change after this is seen */
+    if (stat(j->path, &j->unchanged) != 0)
+        memset(&j->unchanged, 0, sizeof j->unchanged);
+    int rc = sqlite3_open_v2(uri, &j->db,
+                             SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI, NULL);
+    free(uri);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "opening read-only");
+    sqlite3_extended_result_codes(j->db, 0);
+    j->immutable = true;
+    return exec_sql(j, "SELECT count(*) FROM meta", "opening");
+}
+
+int dia_journal_verify_snapshot(struct dia_journal *j)
+{
+    if (!j->immutable)
+        return DIA_OK; /* SQLite's own locks kept every read consistent */
+    struct stat now;
+    if (stat(j->path, &now) == 0 && now.st_dev == j->unchanged.st_dev &&
+        now.st_ino == j->unchanged.st_ino && now.st_size == j->unchanged.st_size &&
+        now.st_mtim.tv_sec == j->unchanged.st_mtim.tv_sec &&
+        now.st_mtim.tv_nsec == j->unchanged.st_mtim.tv_nsec)
+        return DIA_OK;
+    snprintf(j->errmsg, sizeof j->errmsg,
+             "journal %s changed while it was read (a diabridge started writing it), so what "
+             "was shown may mix old and new data. Run the command again",
+             j->path);
+    return DIA_ERR_JOURNAL;
 }
 
 int dia_journal_open(const struct dia_journal_config *cfg, struct dia_journal **out, char *errbuf,
@@ -314,7 +455,13 @@ int dia_journal_open(const struct dia_journal_config *cfg, struct dia_journal **
     sqlite3_busy_timeout(j->db, 10000);
     if (!cfg->readonly) {
         if (access(cfg->path, W_OK) != 0) {
-            err = journal_fail(j, SQLITE_READONLY, "opening");
+            /* Said here, not by journal_fail: SQLite has no error to add yet. */
+            snprintf(j->errmsg, sizeof j->errmsg,
+                     "journal %s: no permission to write it (%s). The user running diabridge "
+                     "(uid %u) must own the file and its folder, or set `journal PATH` to a "
+                     "writable place",
+                     cfg->path, strerror(errno), (unsigned)geteuid());
+            err = DIA_ERR_JOURNAL_ACCESS;
             goto fail;
         }
         /* journal_mode is the first statement that reads the header, so a
@@ -335,7 +482,11 @@ int dia_journal_open(const struct dia_journal_config *cfg, struct dia_journal **
         if ((err = exec_sql(j, "COMMIT", "creating tables")) != DIA_OK)
             goto fail;
     } else {
-        if ((err = exec_sql(j, "SELECT count(*) FROM meta", "opening")) != DIA_OK) {
+        err = exec_sql(j, "SELECT count(*) FROM meta", "opening");
+        /* Only when the reason is that this user cannot write beside it. */
+        if (err == DIA_ERR_JOURNAL_ACCESS && !can_write_beside(cfg->path))
+            err = open_immutable(j);
+        if (err != DIA_OK) {
             if (err == DIA_ERR_JOURNAL)
                 snprintf(j->errmsg, sizeof j->errmsg,
                          "journal %s does not exist or is not a diabridge journal; run "
@@ -588,6 +739,105 @@ static int cursor_put(struct dia_journal *j, const char *sink, int64_t seq)
 int dia_journal_cursor_set(struct dia_journal *j, const char *sink, int64_t seq)
 {
     return cursor_put(j, sink, seq);
+}
+
+/* One-off statements: the sink_cursor.target column may be missing in a
+ * journal opened read-only (no upgrade there), so nothing prepared at open
+ * time may name it. */
+static int cursor_bind_step(struct dia_journal *j, const char *sql, const char *sink,
+                            const char *target, int64_t *changes)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "tying a sink cursor to its target");
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
+    if (sqlite3_bind_parameter_count(st) >= 3)
+        sqlite3_bind_int64(st, 3, dia_now_ms());
+    rc = sqlite3_step(st);
+    int err = rc == SQLITE_DONE ? DIA_OK : journal_fail(j, rc, "tying a sink cursor to its target");
+    if (err == DIA_OK && changes)
+        *changes = sqlite3_changes(j->db);
+    sqlite3_finalize(st);
+    return err;
+}
+
+static int cursor_bind_locked(struct dia_journal *j, const char *sink, const char *target,
+                              struct dia_cursor_binding *res)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(j->db, "SELECT last_seq, target FROM sink_cursor WHERE sink = ?1",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "tying a sink cursor to its target");
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        sqlite3_finalize(st);
+        return journal_fail(j, rc, "tying a sink cursor to its target");
+    }
+    bool found = rc == SQLITE_ROW;
+    const char *stored = found ? (const char *)sqlite3_column_text(st, 1) : NULL;
+    if (found) {
+        res->previous_seq = sqlite3_column_int64(st, 0);
+        if (stored)
+            snprintf(res->previous_target, sizeof res->previous_target, "%s", stored);
+    }
+    bool untied = found && !stored; /* written before targets were recorded */
+    bool same = stored && strcmp(stored, target) == 0;
+    sqlite3_finalize(st); /* stored is gone from here on */
+
+    if (!found) {
+        res->outcome = DIA_CURSOR_NEW;
+        return cursor_bind_step(j,
+                                "INSERT INTO sink_cursor(sink, last_seq, updated_ms, target)"
+                                " VALUES(?1, 0, ?3, ?2)",
+                                sink, target, NULL);
+    }
+    if (same) {
+        res->outcome = DIA_CURSOR_SAME;
+        res->seq = res->previous_seq;
+        return DIA_OK;
+    }
+    if (untied) {
+        res->outcome = DIA_CURSOR_ADOPTED;
+        res->seq = res->previous_seq;
+        return cursor_bind_step(j, "UPDATE sink_cursor SET target = ?2 WHERE sink = ?1", sink,
+                                target, NULL);
+    }
+    /* Another place had this name.  The new one has none of the journal
+     * yet, so it gets all of it; a place that already holds some records
+     * receives them again under the same identities.  The old place's dead
+     * letters go: every one of those records is sent to the new place with
+     * the rest, and one it refuses is dead-lettered again with its reason. */
+    res->outcome = DIA_CURSOR_MOVED;
+    int err = cursor_bind_step(j,
+                               "UPDATE sink_cursor SET last_seq = 0, target = ?2, updated_ms = ?3"
+                               " WHERE sink = ?1",
+                               sink, target, NULL);
+    if (err == DIA_OK)
+        err = cursor_bind_step(j, "DELETE FROM dead_letter WHERE sink = ?1", sink, NULL,
+                               &res->dead_letters_dropped);
+    return err;
+}
+
+int dia_journal_cursor_bind(struct dia_journal *j, const char *sink, const char *target,
+                            struct dia_cursor_binding *res)
+{
+    memset(res, 0, sizeof *res);
+    int err = exec_sql(j, "BEGIN IMMEDIATE", "tying a sink cursor to its target");
+    if (err != DIA_OK)
+        return err;
+    err = cursor_bind_locked(j, sink, target, res);
+    if (err == DIA_OK)
+        err = exec_sql(j, "COMMIT", "tying a sink cursor to its target");
+    if (err != DIA_OK) {
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+        memset(res, 0, sizeof *res);
+    }
+    return err;
 }
 
 int dia_journal_dead_letter(struct dia_journal *j, const char *sink, int64_t seq,

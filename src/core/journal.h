@@ -7,7 +7,8 @@
  *
  *   records      every observation, UNIQUE(record_key); published = 1 for
  *                the canonical ones sinks deliver
- *   sink_cursor  per sink: the last seq acknowledged by the remote side
+ *   sink_cursor  per sink: the last seq acknowledged by the remote side, and
+ *                the target (where it delivers) that cursor counts for
  *   dead_letter  records a sink gave up on, with the reason
  *   source_state per source key/value state, committed with its records
  *   worker_status the daemon's latest view of each worker, for `status`
@@ -57,6 +58,14 @@ struct dia_journal;
  */
 int dia_journal_open(const struct dia_journal_config *cfg, struct dia_journal **out, char *errbuf,
                      size_t errlen);
+/*
+ * A read-only open of a journal this user cannot write (a backed-up copy,
+ * another user's file) reads it as a snapshot, without SQLite's locks.
+ * Call this after reading: DIA_OK when what was read is consistent (always,
+ * for any other open), else DIA_ERR_JOURNAL when the file changed meanwhile
+ * (a daemon started writing it) and the results must not be trusted.
+ */
+int dia_journal_verify_snapshot(struct dia_journal *j);
 void dia_journal_close(struct dia_journal *j);
 const char *dia_journal_path(const struct dia_journal *j);
 /* The last error of this connection as a sentence naming the file and cause. */
@@ -90,6 +99,35 @@ int dia_journal_read(struct dia_journal *j, int64_t after_seq, struct dia_record
 int dia_journal_cursor_get(struct dia_journal *j, const char *sink, int64_t *seq);
 /* Move a sink's cursor forward (never backwards). */
 int dia_journal_cursor_set(struct dia_journal *j, const char *sink, int64_t seq);
+
+/*
+ * A cursor says how far one place has received the journal, but it is
+ * stored under the sink's name, and a name can come to mean another place:
+ * `jsonl#2` becomes `jsonl` when the line above it is deleted, and a user
+ * may point a sink at a new file or server.  So each cursor also records
+ * the target it counts for, and a sink ties its cursor to its target when
+ * it starts.  The target must name the place but no secret (the daemon
+ * uses the driver and the display form of its target), so that changing
+ * only a password or token keeps the cursor.
+ */
+enum dia_cursor_outcome {
+    DIA_CURSOR_NEW = 1, /* no cursor yet: delivery starts at the beginning */
+    DIA_CURSOR_SAME,    /* the cursor counts for this target: continue */
+    DIA_CURSOR_ADOPTED, /* a cursor from before targets were recorded: now tied to this one */
+    DIA_CURSOR_MOVED,   /* it counted for another target: reset, the new one gets everything */
+};
+struct dia_cursor_binding {
+    enum dia_cursor_outcome outcome;
+    int64_t seq;                  /* deliver the records after this one */
+    int64_t previous_seq;         /* SAME, ADOPTED, MOVED: the cursor found */
+    char previous_target[512];    /* MOVED: the target it counted for */
+    int64_t dead_letters_dropped; /* MOVED: the old target's dead letters, removed */
+};
+/* In one transaction: find the sink's cursor, and create it, adopt the
+ * target, or (MOVED) reset it to 0 and drop the name's dead letters: their
+ * records are sent to the new target with all the others. */
+int dia_journal_cursor_bind(struct dia_journal *j, const char *sink, const char *target,
+                            struct dia_cursor_binding *res);
 /* Record a dead letter and move the cursor past it, atomically. */
 int dia_journal_dead_letter(struct dia_journal *j, const char *sink, int64_t seq,
                             const char *reason);

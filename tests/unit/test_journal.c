@@ -732,6 +732,402 @@ static void test_default_path(void **state)
     assert_string_equal(buf, "/home/u/.local/state/diabridge/journal.db");
 }
 
+/*
+ * A cursor counts for one target.  Reviewer's case: `jsonl#2` (a new file)
+ * became `jsonl` when the line above it was deleted, inherited the first
+ * file's cursor and silently received nothing.
+ */
+static void test_cursor_bound_to_target(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch b;
+    dia_batch_init(&b);
+    for (int i = 0; i < 4; i++)
+        add_glucose(&b, "sim", "SIM1", "p", T0 + i * 5 * MIN_MS, 100 + i);
+    assert_int_equal(dia_journal_commit(f->j, "sim", &b, NULL), DIA_OK);
+    dia_batch_free(&b);
+    struct dia_record out[8];
+    assert_int_equal(read_all(f->j, 0, out, 8), 4);
+
+    struct dia_cursor_binding cb;
+    assert_int_equal(dia_journal_cursor_bind(f->j, "jsonl", "jsonl:/data/ra", &cb), DIA_OK);
+    assert_int_equal(cb.outcome, DIA_CURSOR_NEW);
+    assert_int_equal(cb.seq, 0);
+    assert_int_equal(dia_journal_cursor_set(f->j, "jsonl", out[2].seq), DIA_OK);
+    /* the daemon restarts: same target, same place to continue */
+    assert_int_equal(dia_journal_cursor_bind(f->j, "jsonl", "jsonl:/data/ra", &cb), DIA_OK);
+    assert_int_equal(cb.outcome, DIA_CURSOR_SAME);
+    assert_int_equal(cb.seq, out[2].seq);
+
+    /* ra refused the last record for good; another sink refused one too */
+    assert_int_equal(dia_journal_dead_letter(f->j, "jsonl", out[3].seq, "refused"), DIA_OK);
+    assert_int_equal(dia_journal_dead_letter(f->j, "ix", out[1].seq, "field type"), DIA_OK);
+
+    /* now the name means another file: it gets everything, from the start */
+    assert_int_equal(dia_journal_cursor_bind(f->j, "jsonl", "jsonl:/data/bdir/b", &cb), DIA_OK);
+    assert_int_equal(cb.outcome, DIA_CURSOR_MOVED);
+    assert_int_equal(cb.seq, 0);
+    assert_int_equal(cb.previous_seq, out[3].seq);
+    assert_string_equal(cb.previous_target, "jsonl:/data/ra");
+    assert_int_equal(cb.dead_letters_dropped, 1);
+    int64_t c = -1, backlog = -1;
+    assert_int_equal(dia_journal_cursor_get(f->j, "jsonl", &c), DIA_OK);
+    assert_int_equal(c, 0);
+    assert_int_equal(dia_journal_backlog(f->j, "jsonl", &backlog), DIA_OK);
+    assert_int_equal(backlog, 4); /* including the record ra refused */
+    struct dia_dead_letter dl[8] = {0};
+    assert_int_equal(dead_list(f->j, "jsonl", dl), 0);
+    assert_int_equal(dead_list(f->j, "ix", dl), 1); /* other sinks' are theirs */
+
+    /* retention must not take what the new target has not received */
+    const char *sinks[] = {"jsonl"};
+    int64_t deleted = -1;
+    assert_int_equal(dia_journal_prune(f->j, T0 + 1000 * MIN_MS, sinks, 1, &deleted), DIA_OK);
+    assert_int_equal(deleted, 0);
+    assert_int_equal(read_all(f->j, 0, out, 8), 4);
+
+    /* from here on the new target's cursor moves, forward only, as before */
+    assert_int_equal(dia_journal_cursor_bind(f->j, "jsonl", "jsonl:/data/bdir/b", &cb), DIA_OK);
+    assert_int_equal(cb.outcome, DIA_CURSOR_SAME);
+    assert_int_equal(cb.seq, 0);
+    assert_int_equal(dia_journal_cursor_set(f->j, "jsonl", out[3].seq), DIA_OK);
+    assert_int_equal(dia_journal_cursor_set(f->j, "jsonl", out[0].seq), DIA_OK);
+    assert_int_equal(dia_journal_cursor_bind(f->j, "jsonl", "jsonl:/data/bdir/b", &cb), DIA_OK);
+    assert_int_equal(cb.outcome, DIA_CURSOR_SAME);
+    assert_int_equal(cb.seq, out[3].seq);
+    dead_list(f->j, "none", dl);
+}
+
+/* A cursor a sink moved before it was ever tied (a worker's first batch
+ * wrote it) is adopted, never reset. */
+static void test_cursor_set_before_bind_is_adopted(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(dia_journal_cursor_set(f->j, "mqtt", 12), DIA_OK);
+    struct dia_cursor_binding cb;
+    assert_int_equal(dia_journal_cursor_bind(f->j, "mqtt", "mqtt:mqtt://u:<redacted>@b", &cb),
+                     DIA_OK);
+    assert_int_equal(cb.outcome, DIA_CURSOR_ADOPTED);
+    assert_int_equal(cb.seq, 12);
+    assert_int_equal(cb.dead_letters_dropped, 0);
+}
+
+/* A journal from before targets were recorded: its cursors carry on where
+ * they were, and are tied to the target the sink has at its next start. */
+static void test_cursor_target_schema_upgrade(void **state)
+{
+    (void)state;
+    char *dir = testutil_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/old.db", dir);
+    struct dia_journal_config jc = {.path = path};
+    struct dia_journal *j = NULL;
+    char err[512];
+    assert_int_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_OK);
+    dia_journal_close(j);
+    /* turn it into the old layout: sink_cursor without target */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE sink_cursor;"
+                                  "CREATE TABLE sink_cursor(sink TEXT PRIMARY KEY, last_seq"
+                                  " INTEGER NOT NULL, updated_ms INTEGER);"
+                                  "INSERT INTO sink_cursor VALUES('jsonl', 38, 1);"
+                                  "INSERT INTO dead_letter(sink, seq, reason, at_ms)"
+                                  " VALUES('jsonl', 9, 'refused', 1);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+
+    /* read-only verbs (status) upgrade nothing and still read the cursor */
+    struct dia_journal_config ro = {.path = path, .readonly = true};
+    assert_int_equal(dia_journal_open(&ro, &j, err, sizeof err), DIA_OK);
+    int64_t c = -1;
+    assert_int_equal(dia_journal_cursor_get(j, "jsonl", &c), DIA_OK);
+    assert_int_equal(c, 38);
+    dia_journal_close(j);
+
+    assert_int_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_OK);
+    struct dia_cursor_binding cb;
+    assert_int_equal(dia_journal_cursor_bind(j, "jsonl", "jsonl:/data/ra", &cb), DIA_OK);
+    assert_int_equal(cb.outcome, DIA_CURSOR_ADOPTED);
+    assert_int_equal(cb.seq, 38);
+    struct dia_dead_letter dl[8] = {0};
+    assert_int_equal(dead_list(j, "jsonl", dl), 1); /* adopting keeps them */
+    dia_journal_close(j);
+
+    /* the upgrade runs once; the adopted target is remembered */
+    assert_int_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_OK);
+    assert_int_equal(dia_journal_cursor_bind(j, "jsonl", "jsonl:/data/ra", &cb), DIA_OK);
+    assert_int_equal(cb.outcome, DIA_CURSOR_SAME);
+    assert_int_equal(cb.seq, 38);
+    assert_int_equal(dia_journal_cursor_bind(j, "jsonl", "jsonl:/data/new", &cb), DIA_OK);
+    assert_int_equal(cb.outcome, DIA_CURSOR_MOVED);
+    assert_int_equal(cb.seq, 0);
+    assert_int_equal(cb.previous_seq, 38);
+    assert_string_equal(cb.previous_target, "jsonl:/data/ra");
+    assert_int_equal(cb.dead_letters_dropped, 1);
+    dead_list(j, "none", dl);
+    dia_journal_close(j);
+    testutil_rmdir(dir);
+}
+
+/* ---- a journal this user may read but not write ----------------------- */
+
+/* Run fn in a child as an unprivileged user (root ignores file modes, and
+ * the tests run as root in CI; when not root, the modes alone deny us).
+ * fn returns 0 for success or a small number naming the failed check; msg
+ * receives what it wrote to its pipe. */
+static int as_nobody(int (*fn)(const char *path, int out, int in), const char *path, int in,
+                     char *msg, size_t len)
+{
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pipefd[0]);
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(99);
+        _exit(fn(path, pipefd[1], in));
+    }
+    close(pipefd[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got < len - 1 && (n = read(pipefd[0], msg + got, len - 1 - got)) > 0)
+        got += (size_t)n;
+    msg[got] = '\0';
+    close(pipefd[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void say(int out, const char *text)
+{
+    if (write(out, text, strlen(text)) < 0)
+        _exit(98);
+}
+
+static int count_stored(const struct dia_record *r, bool published, void *arg)
+{
+    (void)r;
+    (void)published;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* A read-only copy in a read-only folder: status and export must read it
+ * (SQLite cannot create the -shm beside it), and `run` must say plainly
+ * that it cannot write it. */
+static int read_copy(const char *path, int out, int in)
+{
+    (void)in;
+    struct dia_journal_config jc = {.path = path, .readonly = true};
+    struct dia_journal *j = NULL;
+    char err[1024];
+    if (dia_journal_open(&jc, &j, err, sizeof err) != DIA_OK) {
+        say(out, err);
+        return 1;
+    }
+    int n = 0;
+    int rc = dia_journal_each(j, 0, INT64_MAX, true, count_stored, &n);
+    if (rc != DIA_OK || n != 10) {
+        say(out, rc != DIA_OK ? dia_journal_errmsg(j) : "wrong number of records");
+        return 2;
+    }
+    if (dia_journal_verify_snapshot(j) != DIA_OK) {
+        say(out, dia_journal_errmsg(j));
+        return 3;
+    }
+    dia_journal_close(j);
+    struct dia_journal_config wc = {.path = path};
+    if (dia_journal_open(&wc, &j, err, sizeof err) != DIA_ERR_JOURNAL_ACCESS)
+        return 4;
+    say(out, err);
+    return 0;
+}
+
+static void test_readonly_copy_is_readable(void **state)
+{
+    (void)state;
+    char *dir = testutil_tmpdir();
+    char path[512], side[600];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    fill_journal(path, 10);
+    assert_int_equal(chmod(path, 0444), 0);
+    assert_int_equal(chmod(dir, 0555), 0);
+    char msg[1024];
+    int rc = as_nobody(read_copy, path, -1, msg, sizeof msg);
+    if (rc != 0)
+        fprintf(stderr, "child failed check %d: %s\n", rc, msg);
+    assert_int_equal(rc, 0);
+    /* the writer's refusal names the file and the cause, and no SQLite
+     * filler ("not an error") */
+    assert_non_null(strstr(msg, path));
+    assert_non_null(strstr(msg, "no permission to write"));
+    assert_null(strstr(msg, "not an error"));
+    snprintf(side, sizeof side, "%s-shm", path);
+    assert_int_not_equal(access(side, F_OK), 0); /* the reader created nothing */
+    chmod(dir, 0755);
+    testutil_rmdir(dir);
+}
+
+/* Reading such a journal takes no locks, so a daemon that starts writing
+ * it meanwhile must not go unnoticed: the reader is told its results may
+ * be inconsistent. */
+static int read_while_written(const char *path, int out, int in)
+{
+    struct dia_journal_config jc = {.path = path, .readonly = true};
+    struct dia_journal *j = NULL;
+    char err[1024];
+    if (dia_journal_open(&jc, &j, err, sizeof err) != DIA_OK) {
+        say(out, err);
+        return 1;
+    }
+    int n = 0;
+    if (dia_journal_each(j, 0, INT64_MAX, true, count_stored, &n) != DIA_OK || n != 10)
+        return 2;
+    if (dia_journal_verify_snapshot(j) != DIA_OK)
+        return 3; /* nothing has changed yet */
+    say(out, "read;");
+    char go;
+    if (read(in, &go, 1) != 1)
+        return 4;
+    if (dia_journal_verify_snapshot(j) != DIA_ERR_JOURNAL)
+        return 5;
+    say(out, dia_journal_errmsg(j));
+    dia_journal_close(j);
+    return 0;
+}
+
+static void test_readonly_snapshot_notices_a_writer(void **state)
+{
+    (void)state;
+    char *dir = testutil_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    fill_journal(path, 10);
+    assert_int_equal(chmod(path, 0444), 0);
+    assert_int_equal(chmod(dir, 0555), 0);
+    int to_child[2], from_child[2];
+    signal(SIGPIPE, SIG_IGN); /* a child that died early fails the test, not the program */
+    assert_int_equal(pipe(to_child), 0);
+    assert_int_equal(pipe(from_child), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(to_child[1]);
+        close(from_child[0]);
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(99);
+        _exit(read_while_written(path, from_child[1], to_child[0]));
+    }
+    close(to_child[0]);
+    close(from_child[1]);
+    char msg[1024] = "";
+    assert_int_equal(read(from_child[0], msg, 5), 5); /* "read;": it has read */
+    /* now the owner writes, as a daemon of another user would; closing
+     * checkpoints the new records into the file itself */
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_int_equal(chmod(path, 0644), 0);
+    struct dia_journal_config jc = {.path = path};
+    struct dia_journal *j;
+    char err[512];
+    assert_int_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_OK);
+    struct dia_batch b;
+    dia_batch_init(&b);
+    add_glucose(&b, "sim", "SIM1", "p", T0 + 1000 * MIN_MS, 120);
+    assert_int_equal(dia_journal_commit(j, "sim", &b, NULL), DIA_OK);
+    dia_batch_free(&b);
+    dia_journal_close(j);
+    assert_int_equal(write(to_child[1], "g", 1), 1);
+    ssize_t got = read(from_child[0], msg, sizeof msg - 1);
+    msg[got > 0 ? got : 0] = '\0';
+    close(to_child[1]);
+    close(from_child[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 0)
+        fprintf(stderr, "child failed check %d: %s\n", WEXITSTATUS(status), msg);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_non_null(strstr(msg, path));
+    assert_non_null(strstr(msg, "changed while it was read"));
+    testutil_rmdir(dir);
+}
+
+/* A journal whose newest records are still in its -wal (its daemon was
+ * killed, and the copy has no -shm): reading without them would show an
+ * old journal as if it were complete, so the reader is refused and told
+ * what to do; nothing is lost for a reader who can write beside it. */
+static int read_without_wal(const char *path, int out, int in)
+{
+    (void)in;
+    struct dia_journal_config jc = {.path = path, .readonly = true};
+    struct dia_journal *j = NULL;
+    char err[1024];
+    int rc = dia_journal_open(&jc, &j, err, sizeof err);
+    say(out, err);
+    dia_journal_close(j);
+    return rc == DIA_ERR_JOURNAL_ACCESS ? 0 : 1;
+}
+
+static void test_readonly_refuses_unread_wal(void **state)
+{
+    (void)state;
+    char *dir = testutil_tmpdir();
+    char path[512], shm[600], wal[600];
+    snprintf(path, sizeof path, "%s/journal.db", dir);
+    snprintf(shm, sizeof shm, "%s-shm", path);
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct dia_journal_config jc = {.path = path};
+        struct dia_journal *j;
+        char err[512];
+        if (dia_journal_open(&jc, &j, err, sizeof err) != DIA_OK)
+            _exit(1);
+        struct dia_batch b;
+        dia_batch_init(&b);
+        for (int i = 0; i < 10; i++)
+            add_glucose(&b, "sim", "SIM1", "p", T0 + i * 5 * MIN_MS, 100 + i);
+        _exit(dia_journal_commit(j, "sim", &b, NULL) == DIA_OK ? 0 : 2); /* killed: no close */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    struct stat st;
+    assert_int_equal(stat(wal, &st), 0);
+    assert_true(st.st_size > 0);
+    unlink(shm);
+    chmod(path, 0444);
+    chmod(wal, 0444);
+    assert_int_equal(chmod(dir, 0555), 0);
+    char msg[1024];
+    int rc = as_nobody(read_without_wal, path, -1, msg, sizeof msg);
+    if (rc != 0)
+        fprintf(stderr, "child failed check %d: %s\n", rc, msg);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(msg, wal));
+    assert_non_null(strstr(msg, "Copy both files"));
+    /* whoever may write beside it reads all ten */
+    assert_int_equal(chmod(dir, 0755), 0);
+    chmod(path, 0644);
+    chmod(wal, 0644);
+    struct dia_journal_config jc = {.path = path, .readonly = true};
+    struct dia_journal *j;
+    char err[512];
+    assert_int_equal(dia_journal_open(&jc, &j, err, sizeof err), DIA_OK);
+    int n = 0;
+    assert_int_equal(dia_journal_each(j, 0, INT64_MAX, true, count_stored, &n), DIA_OK);
+    assert_int_equal(n, 10);
+    dia_journal_close(j);
+    testutil_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -755,6 +1151,12 @@ int main(void)
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_readonly_open_of_missing_file),
         cmocka_unit_test(test_default_path),
+        cmocka_unit_test_setup_teardown(test_cursor_bound_to_target, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_set_before_bind_is_adopted, setup, teardown),
+        cmocka_unit_test(test_cursor_target_schema_upgrade),
+        cmocka_unit_test(test_readonly_copy_is_readable),
+        cmocka_unit_test(test_readonly_snapshot_notices_a_writer),
+        cmocka_unit_test(test_readonly_refuses_unread_wal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
