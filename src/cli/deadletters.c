@@ -139,16 +139,11 @@ int dia_verb_dead_letters(int argc, char **argv)
     if (optind < argc)
         return dia_usage_error("dead-letters", "unexpected argument \"%s\"", argv[optind]);
 
-    char pathbuf[4096], err[1024];
     /* Listing only reads, so it works for a user who may not write the
      * journal; --retry has to write. */
-    struct dia_journal_config jc = {
-        .path = dia_cli_journal_path(journal_arg, pathbuf, sizeof pathbuf), .readonly = !retry};
-    struct dia_journal *j = NULL;
-    if (dia_journal_open(&jc, &j, err, sizeof err) != DIA_OK) {
-        fprintf(stderr, "diabridge dead-letters: %s\n", err);
+    struct dia_journal *j = dia_cli_open_journal("dead-letters", journal_arg, !retry);
+    if (!j)
         return DIA_EXIT_FAILURE;
-    }
     int status = DIA_EXIT_OK;
     if (retry) {
         int64_t marked = 0;

@@ -233,14 +233,9 @@ int dia_verb_export(int argc, char **argv)
     if (optind < argc)
         return dia_usage_error("export", "unexpected argument \"%s\"", argv[optind]);
 
-    char pathbuf[4096], err[1024];
-    struct dia_journal_config jc = {
-        .path = dia_cli_journal_path(journal_arg, pathbuf, sizeof pathbuf), .readonly = true};
-    struct dia_journal *j = NULL;
-    if (dia_journal_open(&jc, &j, err, sizeof err) != DIA_OK) {
-        fprintf(stderr, "diabridge export: %s\n", err);
+    struct dia_journal *j = dia_cli_open_journal("export", journal_arg, true);
+    if (!j)
         return DIA_EXIT_FAILURE;
-    }
     if (x.fmt == FMT_CSV)
         puts("seq,record_key,kind,time_utc,t_utc_ms,utc_offset_min,device_time,driver,device_id,"
              "origin,published,mgdl,direction,insulin_u,carbs_g,rate_u_h,duration_s,detail,text");

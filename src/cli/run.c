@@ -54,6 +54,19 @@ const char *dia_cli_journal_path(const char *given, char *buf, size_t len)
     return buf;
 }
 
+struct dia_journal *dia_cli_open_journal(const char *verb, const char *given, bool readonly)
+{
+    char pathbuf[4096], err[1024];
+    struct dia_journal_config jc = {.path = dia_cli_journal_path(given, pathbuf, sizeof pathbuf),
+                                    .readonly = readonly};
+    struct dia_journal *j = NULL;
+    if (dia_journal_open(&jc, &j, err, sizeof err) != DIA_OK) {
+        fprintf(stderr, "diabridge %s: %s\n", verb, err);
+        return NULL;
+    }
+    return j;
+}
+
 static void print_drivers(FILE *out)
 {
     fprintf(out, "\nSources:\n");

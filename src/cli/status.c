@@ -207,22 +207,19 @@ int dia_verb_status(int argc, char **argv)
     if (optind < argc)
         return dia_usage_error("status", "unexpected argument \"%s\"", argv[optind]);
 
-    char pathbuf[4096], err[1024];
-    struct dia_journal_config jc = {
-        .path = dia_cli_journal_path(journal_arg, pathbuf, sizeof pathbuf), .readonly = true};
-    struct dia_journal *j = NULL;
-    if (dia_journal_open(&jc, &j, err, sizeof err) != DIA_OK) {
-        fprintf(stderr, "diabridge status: %s\n", err);
+    struct dia_journal *j = dia_cli_open_journal("status", journal_arg, true);
+    if (!j)
         return DIA_EXIT_FAILURE;
-    }
+    const char *journal_path = dia_journal_path(j);
     struct status_ctx x = {.j = j, .json = as_json, .all = json_array(), .now = dia_now_ms()};
     int64_t last_seq = dia_journal_last_seq(j);
     int rc = dia_journal_status_each(j, note_last_seen, &x);
     long daemon_pid = 0;
     bool by_lock = true;
-    x.daemon_running = daemon_is_running(jc.path, x.last_pid, &daemon_pid, &by_lock);
+    x.daemon_running = daemon_is_running(journal_path, x.last_pid, &daemon_pid, &by_lock);
     if (!as_json && rc == DIA_OK) {
-        printf("journal %s: %lld records\n", jc.path, (long long)(last_seq < 0 ? 0 : last_seq));
+        printf("journal %s: %lld records\n", journal_path,
+               (long long)(last_seq < 0 ? 0 : last_seq));
         char seen[32];
         ago(x.now, x.last_seen_ms, seen, sizeof seen);
         const char *guess =
@@ -251,8 +248,8 @@ int dia_verb_status(int argc, char **argv)
                       daemon_pid > 0 ? json_integer(daemon_pid) : json_null(), "last_seen_ms",
                       x.last_seen_ms > 0 ? json_integer(x.last_seen_ms) : json_null(), "known_by",
                       by_lock ? "lock" : "pid");
-        json_t *o = json_pack("{ss sI so so}", "journal", jc.path, "last_seq", (json_int_t)last_seq,
-                              "daemon", daemon, "workers", x.all);
+        json_t *o = json_pack("{ss sI so so}", "journal", journal_path, "last_seq",
+                              (json_int_t)last_seq, "daemon", daemon, "workers", x.all);
         x.all = NULL;
         json_dumpf(o, stdout, JSON_INDENT(2));
         putchar('\n');

@@ -3,6 +3,10 @@
 #ifndef DIA_CLI_VERBS_H
 #define DIA_CLI_VERBS_H
 
+#include <stdbool.h>
+
+struct dia_journal;
+
 int dia_verb_run(int argc, char **argv);
 int dia_verb_demo(int argc, char **argv);
 int dia_verb_decode(int argc, char **argv);
@@ -20,5 +24,8 @@ int dia_usage_error(const char *verb, const char *fmt, ...) __attribute__((forma
 void dia_print_version(void);
 /* The journal path for read-only verbs: --journal, else the default. */
 const char *dia_cli_journal_path(const char *given, char *buf, size_t len);
+/* Open that journal for a verb; on failure says why on stderr
+ * ("diabridge VERB: …") and returns NULL. */
+struct dia_journal *dia_cli_open_journal(const char *verb, const char *given, bool readonly);
 
 #endif

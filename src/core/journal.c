@@ -682,15 +682,12 @@ int dia_journal_state_set(struct dia_journal *j, const char *owner, const char *
 
 /* ---- sinks --------------------------------------------------------------- */
 
-int dia_journal_read(struct dia_journal *j, int64_t after_seq, struct dia_record *out, size_t max,
-                     size_t *n)
+/* Step a statement whose rows are (seq, payload) into out[]; the caller
+ * binds it before and resets or finalizes it after. */
+static int step_records(struct dia_journal *j, sqlite3_stmt *st, struct dia_record *out, size_t *n,
+                        const char *doing)
 {
-    *n = 0;
-    sqlite3_stmt *st = j->stmt[ST_READ];
-    sqlite3_bind_int64(st, 1, after_seq);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
     int rc;
-    int err = DIA_OK;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct dia_record *r = &out[*n];
         const char *payload = (const char *)sqlite3_column_text(st, 1);
@@ -700,14 +697,22 @@ int dia_journal_read(struct dia_journal *j, int64_t after_seq, struct dia_record
             snprintf(j->errmsg, sizeof j->errmsg,
                      "journal %s: record seq %lld cannot be read back (damaged payload)", j->path,
                      (long long)sqlite3_column_int64(st, 0));
-            err = DIA_ERR_JOURNAL_CORRUPT;
-            break;
+            return DIA_ERR_JOURNAL_CORRUPT;
         }
         r->seq = sqlite3_column_int64(st, 0);
         (*n)++;
     }
-    if (err == DIA_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        err = journal_fail(j, rc, "reading records");
+    return rc == SQLITE_DONE ? DIA_OK : journal_fail(j, rc, doing);
+}
+
+int dia_journal_read(struct dia_journal *j, int64_t after_seq, struct dia_record *out, size_t max,
+                     size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *st = j->stmt[ST_READ];
+    sqlite3_bind_int64(st, 1, after_seq);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    int err = step_records(j, st, out, n, "reading records");
     sqlite3_reset(st);
     return err;
 }
@@ -934,22 +939,7 @@ int dia_journal_read_retry(struct dia_journal *j, const char *sink, struct dia_r
         return journal_fail(j, rc, "reading dead letters to send again");
     sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
-    int err = DIA_OK;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct dia_record *r = &out[*n];
-        const char *payload = (const char *)sqlite3_column_text(st, 1);
-        if (!payload || dia_record_from_json_text(payload, r) != DIA_OK) {
-            snprintf(j->errmsg, sizeof j->errmsg,
-                     "journal %s: record seq %lld cannot be read back (damaged payload)", j->path,
-                     (long long)sqlite3_column_int64(st, 0));
-            err = DIA_ERR_JOURNAL_CORRUPT;
-            break;
-        }
-        r->seq = sqlite3_column_int64(st, 0);
-        (*n)++;
-    }
-    if (err == DIA_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-        err = journal_fail(j, rc, "reading dead letters to send again");
+    int err = step_records(j, st, out, n, "reading dead letters to send again");
     sqlite3_finalize(st);
     return err;
 }
