@@ -2,6 +2,7 @@
  * for another try once the cause is fixed. */
 #include <getopt.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "core/daemon.h"
 #include "core/err.h"
 #include "core/journal.h"
+#include "core/journal_lock.h"
 #include "core/tz.h"
 #include "core/url.h"
 
@@ -152,7 +154,16 @@ int dia_verb_dead_letters(int argc, char **argv)
             dia_journal_close(j);
             return DIA_EXIT_FAILURE;
         }
-        if (!as_json)
+        /* Wake a running daemon (SIGHUP) so it tries now; without the right
+         * to signal it (another user), its sinks look within two minutes. */
+        long pid = 0;
+        bool woken = marked > 0 && dia_journal_lock_holder(dia_journal_path(j), &pid) == 1 &&
+                     pid > 0 && kill((pid_t)pid, SIGHUP) == 0;
+        if (!as_json && woken)
+            printf("%lld dead letter%s marked to be sent again; the running daemon (pid %ld) "
+                   "sends them now\n",
+                   (long long)marked, marked == 1 ? "" : "s", pid);
+        else if (!as_json)
             printf("%lld dead letter%s marked to be sent again; a running daemon sends them "
                    "within two minutes, a stopped one when it starts\n",
                    (long long)marked, marked == 1 ? "" : "s");

@@ -387,10 +387,14 @@ static void *source_main(void *arg)
 
 /*
  * Dead letters the user asked to send again (`diabridge dead-letters
- * --retry`, usually from another process, so this is checked on every pass
- * rather than woken).  Delivered ones are removed; one refused again keeps
- * its dead letter with the new reason.  Anything else (the server down)
- * returns the error, and the requests stay for after the reconnect.
+ * --retry`, usually from another process, so this is checked whenever the
+ * sink has caught up rather than woken).  Delivered ones are removed; one
+ * refused again keeps its dead letter with the new reason.  A connection
+ * problem (transient, timeout) returns the error and the requests stay for
+ * after the reconnect.  Any other failure may be caused by these very
+ * records (a site that judges a batch of nothing but refused documents a
+ * misconfiguration), so the try is given up with that reason rather than
+ * repeated before every live batch.
  */
 static int deliver_retries(struct worker *w, const struct dia_sink_driver *drv,
                            struct dia_record *recs, size_t max)
@@ -420,10 +424,28 @@ static int deliver_retries(struct worker *w, const struct dia_sink_driver *drv,
                      acked == 1 ? "" : "s");
             atomic_fetch_add(&w->in.counters.records, acked);
         }
-        if (rc == DIA_OK)
+        if (rc == DIA_OK && acked > 0)
             continue;
-        if (rc != DIA_ERR_PERMANENT || acked >= n)
+        if (rc == DIA_OK)
+            return DIA_OK; /* nothing taken and no error: try again next time */
+        if (rc == DIA_ERR_TRANSIENT || rc == DIA_ERR_TIMEOUT || acked >= n)
             return rc;
+        if (rc != DIA_ERR_PERMANENT) {
+            char reason[sizeof w->in.last_error + 64];
+            snprintf(reason, sizeof reason, "another try failed: %s",
+                     w->in.last_error[0] ? w->in.last_error : dia_strerror(rc));
+            dia_warn(w->in.name, "giving up the new try of %zu dead letter%s: %s", n - acked,
+                     n - acked == 1 ? "" : "s", reason);
+            for (size_t i = acked; i < n; i++) {
+                int drc = dia_journal_retry_done(w->in.journal, w->in.name, recs[i].seq, reason);
+                if (drc != DIA_OK) {
+                    dia_instance_error(&w->in, "%s", dia_journal_errmsg(w->in.journal));
+                    return drc;
+                }
+            }
+            w->in.last_error[0] = '\0';
+            return DIA_OK;
+        }
         const char *reason = w->in.last_error[0] ? w->in.last_error : "rejected";
         dia_err(w->in.name, "record seq %lld (%s %s) refused again: %s", (long long)recs[acked].seq,
                 dia_kind_name(recs[acked].kind), recs[acked].key, reason);
@@ -523,9 +545,6 @@ static void *sink_main(void *arg)
             pthread_mutex_lock(&w->d->hub.lock);
             seen = w->d->hub.version;
             pthread_mutex_unlock(&w->d->hub.lock);
-            rc = deliver_retries(w, drv, recs, max);
-            if (rc != DIA_OK)
-                break;
             size_t n = 0;
             rc = dia_journal_read(w->in.journal, cursor, recs, max, &n);
             if (rc != DIA_OK) {
@@ -533,6 +552,12 @@ static void *sink_main(void *arg)
                 break;
             }
             if (n == 0) {
+                /* Caught up: only now the dead letters asked for again, so
+                 * old records never hold up live ones. */
+                rc = deliver_retries(w, drv, recs, max);
+                if (rc != DIA_OK)
+                    break;
+                take_warning(w);
                 dia_journal_hub_wait(&w->d->hub, seen, SINK_IDLE_WAIT_MS);
                 continue;
             }
@@ -872,8 +897,13 @@ int dia_daemon_run(const struct dia_daemon_params *p)
                      sig == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
         }
-        if (sig == SIGHUP)
-            dia_info("daemon", "SIGHUP: configuration is read at start; restart to reload");
+        if (sig == SIGHUP) {
+            /* `diabridge dead-letters --retry` sends it: wake the sinks,
+             * which look for dead letters asked for again when caught up. */
+            dia_info("daemon", "SIGHUP: sinks look for dead letters to send again; the "
+                               "configuration is read at start (restart to reload it)");
+            dia_journal_hub_notify(&d.hub, 0);
+        }
     }
     if (sig_fd >= 0)
         close(sig_fd);

@@ -869,13 +869,27 @@ int dia_journal_dead_letter(struct dia_journal *j, const char *sink, int64_t seq
 int dia_journal_dead_each(struct dia_journal *j, const char *sink, dia_journal_dead_fn fn,
                           void *arg)
 {
+    /* A journal of an older diabridge opened read-only (a copy, or before
+     * the daemon restarted after an upgrade) has no retry column yet. */
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(j->db,
-                                "SELECT d.sink, d.seq, d.reason, d.at_ms, d.retry, r.kind,"
-                                " r.t_utc_ms, r.record_key, r.payload IS NOT NULL"
-                                " FROM dead_letter d LEFT JOIN records r ON r.seq = d.seq"
-                                " WHERE ?1 IS NULL OR d.sink = ?1 ORDER BY d.sink, d.seq",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(
+        j->db, "SELECT count(*) FROM pragma_table_info('dead_letter') WHERE name = 'retry'", -1,
+        &st, NULL);
+    if (rc != SQLITE_OK)
+        return journal_fail(j, rc, "reading dead letters");
+    bool has_retry = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+    sqlite3_finalize(st);
+    rc = sqlite3_prepare_v2(j->db,
+                            has_retry
+                                ? "SELECT d.sink, d.seq, d.reason, d.at_ms, d.retry, r.kind,"
+                                  " r.t_utc_ms, r.record_key, r.payload IS NOT NULL"
+                                  " FROM dead_letter d LEFT JOIN records r ON r.seq = d.seq"
+                                  " WHERE ?1 IS NULL OR d.sink = ?1 ORDER BY d.sink, d.seq"
+                                : "SELECT d.sink, d.seq, d.reason, d.at_ms, 0, r.kind,"
+                                  " r.t_utc_ms, r.record_key, r.payload IS NOT NULL"
+                                  " FROM dead_letter d LEFT JOIN records r ON r.seq = d.seq"
+                                  " WHERE ?1 IS NULL OR d.sink = ?1 ORDER BY d.sink, d.seq",
+                            -1, &st, NULL);
     if (rc != SQLITE_OK)
         return journal_fail(j, rc, "reading dead letters");
     if (sink)
@@ -1048,30 +1062,44 @@ int dia_journal_prune(struct dia_journal *j, int64_t before_ms, const char *cons
                       size_t nsinks, int64_t *deleted)
 {
     *deleted = 0;
+    /* The cursors are read and the payloads dropped in one transaction: a
+     * sink whose cursor went back to 0 meanwhile (a new target) would
+     * otherwise lose the records it is about to be sent. */
+    int err = exec_sql(j, "BEGIN IMMEDIATE", "applying retention");
+    if (err != DIA_OK)
+        return err;
     int64_t delivered = INT64_MAX;
-    for (size_t i = 0; i < nsinks; i++) {
+    for (size_t i = 0; err == DIA_OK && i < nsinks; i++) {
         int64_t c = 0;
-        int err = dia_journal_cursor_get(j, sinks[i], &c);
-        if (err != DIA_OK)
-            return err;
+        err = dia_journal_cursor_get(j, sinks[i], &c);
         if (c < delivered)
             delivered = c;
     }
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(j->db,
-                                "UPDATE records SET payload = NULL WHERE t_utc_ms < ?1"
-                                " AND seq <= ?2 AND payload IS NOT NULL"
-                                " AND seq NOT IN (SELECT seq FROM dead_letter)",
-                                -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return journal_fail(j, rc, "applying retention");
-    sqlite3_bind_int64(st, 1, before_ms);
-    sqlite3_bind_int64(st, 2, delivered);
-    rc = sqlite3_step(st);
-    int err = rc == SQLITE_DONE ? DIA_OK : journal_fail(j, rc, "applying retention");
-    if (err == DIA_OK)
-        *deleted = sqlite3_changes(j->db);
+    if (err == DIA_OK) {
+        int rc = sqlite3_prepare_v2(j->db,
+                                    "UPDATE records SET payload = NULL WHERE t_utc_ms < ?1"
+                                    " AND seq <= ?2 AND payload IS NOT NULL"
+                                    " AND seq NOT IN (SELECT seq FROM dead_letter)",
+                                    -1, &st, NULL);
+        if (rc != SQLITE_OK)
+            err = journal_fail(j, rc, "applying retention");
+    }
+    if (err == DIA_OK) {
+        sqlite3_bind_int64(st, 1, before_ms);
+        sqlite3_bind_int64(st, 2, delivered);
+        int rc = sqlite3_step(st);
+        err = rc == SQLITE_DONE ? DIA_OK : journal_fail(j, rc, "applying retention");
+        if (err == DIA_OK)
+            *deleted = sqlite3_changes(j->db);
+    }
     sqlite3_finalize(st);
+    if (err == DIA_OK)
+        err = exec_sql(j, "COMMIT", "applying retention");
+    if (err != DIA_OK) {
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+        *deleted = 0;
+    }
     return err;
 }
 

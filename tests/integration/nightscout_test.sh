@@ -473,6 +473,18 @@ start_odd waf waf "$first,$mid"
 n=waf-v1
 odd_start $n "nightscout+$ODD_URL,api-secret=$SECRET"
 wait_for "caught_up '$WORK/$n.db' nightscout" 60 || fail "$n: not delivered: $(tail -3 "$WORK/$n.log")"
+# Asked to send them again while the firewall still blocks them: a batch of
+# nothing but refused records gives no evidence about them, so the new try
+# is given up with that reason (not repeated before every live batch), and
+# the sink keeps running.  The CLI wakes the daemon with SIGHUP.
+"$DIABRIDGE" dead-letters --journal "$WORK/$n.db" --retry | grep -q "^2 dead letters marked.*sends them now" ||
+  fail "$n: --retry did not mark the two and wake the daemon"
+pending_retry() { sqlite3 "$WORK/$n.db" "SELECT count(*) FROM dead_letter WHERE retry = 1"; }
+wait_for "[ \$(pending_retry) = 0 ]" 20 || fail "$n: the daemon did not make the new try: $(tail -3 "$WORK/$n.log")"
+[ "$(sqlite3 "$WORK/$n.db" "SELECT count(*) FROM dead_letter WHERE reason LIKE 'another try failed:%'")" = 2 ] ||
+  fail "$n: dead letters after the failed try: $(sqlite3 "$WORK/$n.db" "SELECT reason FROM dead_letter")"
+kill -0 "$ODD_PID" || fail "$n: the daemon stopped"
+status_of $n | grep -A3 "^sink" | grep -q "running" || fail "$n: the sink is not running: $(status_of $n)"
 stop_pid "$ODD_PID"
 printf '%s\n' "$first" "$mid" >"$WORK/$n.want"
 sqlite3 "$WORK/$n.db" "SELECT r.record_key FROM dead_letter d JOIN records r ON r.seq = d.seq ORDER BY r.seq" \
@@ -485,7 +497,7 @@ curl -sf "$ODD_URL/_ids" | jq -r '.[]' | sort >"$WORK/$n.ids"
 cmp -s "$WORK/$n.exp" "$WORK/$n.ids" || fail "$n: the site does not hold every other document"
 grep 'giving up on record' "$WORK/$n.log" | grep -q 'not a Nightscout answer' ||
   fail "$n: the dead-letter reason does not say the refusal was not Nightscout's"
-pass "a firewall's HTML refusal of two records: those two dead-lettered, everything else delivered"
+pass "a firewall's HTML refusal of two records: those two dead-lettered, everything else delivered; a new try while still blocked is given up, not repeated"
 
 # 9e. Events that share an eventType (Note, Announcement), at the same
 # millisecond from one device, stay separate treatments (API v1 and v3).

@@ -286,6 +286,37 @@ static void test_dead_letter_retry(void **state)
     dia_batch_free(&b);
 }
 
+/* An older journal opened read-only cannot gain the column; its dead
+ * letters are still listed. */
+static void test_dead_letter_old_journal_readonly(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch b;
+    dia_batch_init(&b);
+    add_glucose(&b, "sim", "SIM1", "p", T0, 100);
+    assert_int_equal(dia_journal_commit(f->j, "sim", &b, NULL), DIA_OK);
+    struct dia_record out[2];
+    assert_int_equal(read_all(f->j, 0, out, 2), 1);
+    assert_int_equal(dia_journal_dead_letter(f->j, "ix", out[0].seq, "type conflict"), DIA_OK);
+    dia_journal_close(f->j);
+    f->j = NULL;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "ALTER TABLE dead_letter DROP COLUMN retry", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    struct dia_journal_config jc = {.path = f->path, .readonly = true};
+    char err[512];
+    assert_int_equal(dia_journal_open(&jc, &f->j, err, sizeof err), DIA_OK);
+    struct dia_dead_letter dl[8] = {0};
+    assert_int_equal(dead_list(f->j, NULL, dl), 1);
+    assert_string_equal(dl[0].reason, "type conflict");
+    assert_false(dl[0].retry);
+    assert_true(dl[0].sendable);
+    dead_list(f->j, "none", dl);
+    dia_batch_free(&b);
+}
+
 /* A journal written before dead letters could be retried gains the column. */
 static void test_dead_letter_schema_upgrade(void **state)
 {
@@ -1136,6 +1167,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cursor_backlog_dead_letter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_letter_retry, setup, teardown),
         cmocka_unit_test(test_dead_letter_schema_upgrade),
+        cmocka_unit_test_setup_teardown(test_dead_letter_old_journal_readonly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consolidation_receiver_and_cloud, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consolidation_keeps_every_observation, setup,
                                         teardown),
