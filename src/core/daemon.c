@@ -457,52 +457,142 @@ static int deliver_retries(struct worker *w, const struct dia_sink_driver *drv,
     }
 }
 
-/* What a sink delivers to, for tying its cursor to it: the driver and the
- * display form of its target.  That form names the file or server but no
- * secret, so a new password or token keeps the cursor while a new place
- * gets the journal from the start. */
-static void sink_target(const struct dia_options *o, char *buf, size_t len)
+/* What a sink delivers to, for tying its cursor to it: the driver, the
+ * display form of its target, and the values of the options its driver
+ * says choose the destination, written as in a spec
+ * ("influx:http://db.lan:8086,db=cgm").  That names the file, server,
+ * database or topic but no secret, so a new password or token keeps the
+ * cursor while a new place gets the journal from the start.
+ * with_destination false: the form cursors were stored in before
+ * destination options counted. */
+static void sink_target(const struct dia_sink_driver *drv, const struct dia_options *o,
+                        bool with_destination, char *buf, size_t len)
 {
     char shown[448] = "";
     if (o->target)
         dia_url_display(o->target, shown, sizeof shown);
-    snprintf(buf, len, "%s%s%s", o->driver, o->target ? ":" : "", shown);
+    int used = snprintf(buf, len, "%s%s%s", o->driver, o->target ? ":" : "", shown);
+    const char *const *keys = with_destination ? drv->destination_options : NULL;
+    for (; keys && *keys && used >= 0 && (size_t)used < len; keys++) {
+        for (size_t i = 0; i < o->n; i++) {
+            const struct dia_option_value *v = &o->v[i];
+            if (v->secret || strcmp(v->key, *keys) != 0)
+                continue;
+            /* quoted as in a spec, so "a,b" cannot pass for a and b */
+            bool quote = strpbrk(v->value, ",\"") != NULL;
+            int w = snprintf(buf + used, len - (size_t)used, ",%s=%s%s%s", v->key,
+                             quote ? "\"" : "", v->value, quote ? "\"" : "");
+            if (w < 0)
+                break;
+            used += w;
+            break;
+        }
+    }
 }
 
-/* Where this sink continues: its cursor, unless that counted for another
- * place (see dia_journal_cursor_bind), which is said loudly because the new
- * place would otherwise silently miss everything before it. */
-static int sink_cursor_start(struct worker *w, int64_t *cursor)
+/* Tell the user what start-up did with a sink's cursor.  A new place
+ * getting the whole journal is said loudly: it costs a replay, and if the
+ * user did not mean to change the place, a line above moved. */
+static void report_binding(const char *sink, const char *target, const struct dia_cursor_binding *b)
 {
-    char target[480];
-    sink_target(w->in.opts, target, sizeof target);
-    struct dia_cursor_binding b;
-    int rc = dia_journal_cursor_bind(w->in.journal, w->in.name, target, &b);
-    if (rc != DIA_OK)
-        return rc;
-    *cursor = b.seq;
-    if (b.outcome == DIA_CURSOR_ADOPTED) {
-        dia_info(w->in.name, "its delivery progress (up to seq %lld) is now tied to %s",
-                 (long long)b.seq, target);
-    } else if (b.outcome == DIA_CURSOR_MOVED) {
-        char dead[256] = "";
-        if (b.dead_letters_dropped > 0)
-            snprintf(dead, sizeof dead,
-                     " The old target's %lld dead letter%s %s removed; %s sent to the new one "
-                     "with the rest.",
-                     (long long)b.dead_letters_dropped, b.dead_letters_dropped == 1 ? "" : "s",
-                     b.dead_letters_dropped == 1 ? "was" : "were",
-                     b.dead_letters_dropped == 1 ? "its record is" : "their records are");
-        dia_warn(w->in.name,
+    char kept[700] = "";
+    if (b->previous_kept)
+        snprintf(kept, sizeof kept,
+                 " Its progress for %s (up to seq %lld) is kept, in case a sink delivers there "
+                 "again.",
+                 b->previous_target, (long long)b->previous_seq);
+    char dead[256] = "";
+    bool one = b->dead_letters_dropped == 1;
+    if (b->dead_letters_dropped > 0 && b->outcome == DIA_CURSOR_MOVED)
+        snprintf(dead, sizeof dead,
+                 " The old target's %lld dead letter%s %s removed; %s sent to the new one with "
+                 "the rest.",
+                 (long long)b->dead_letters_dropped, one ? "" : "s", one ? "was" : "were",
+                 one ? "its record is" : "their records are");
+    else if (b->dead_letters_dropped > 0)
+        snprintf(dead, sizeof dead, " The old target's %lld dead letter%s %s removed with it.",
+                 (long long)b->dead_letters_dropped, one ? "" : "s", one ? "was" : "were");
+    switch (b->outcome) {
+    case DIA_CURSOR_ADOPTED:
+        dia_info(sink, "its delivery progress (up to seq %lld) is now tied to %s",
+                 (long long)b->seq, target);
+        break;
+    case DIA_CURSOR_TAKEN_OVER:
+        dia_info(sink,
+                 "the delivery progress of its target %s (up to seq %lld) was stored under the "
+                 "name %s: a line above this one was deleted or moved, or the sink was renamed. "
+                 "It continues from there, so nothing is sent twice and nothing is missed.%s%s "
+                 "Give every sink a name=… so that a name keeps meaning one place.",
+                 target, (long long)b->seq, b->taken_from, kept, dead);
+        break;
+    case DIA_CURSOR_MOVED:
+        dia_warn(sink,
                  "this sink now delivers to %s, but its stored progress (up to seq %lld) was for "
                  "%s. The new target gets the whole journal from the start, so that it misses "
                  "nothing; records it already has come again with the same identities (a "
-                 "server keeps one copy, a file gets them twice).%s If you did not change this "
+                 "server keeps one copy, a file gets them twice).%s%s If you did not change this "
                  "sink's target, a line above it was deleted or moved: give every sink a "
                  "name=… so that a name keeps meaning one place.",
-                 target, (long long)b.previous_seq, b.previous_target, dead);
+                 target, (long long)b->previous_seq, b->previous_target, dead, kept);
+        break;
+    default: /* NEW, SAME: nothing to say */
+        break;
     }
-    return DIA_OK;
+}
+
+/* Tie every sink's cursor to its target (dia_journal_cursors_bind), all
+ * together before any sink starts, because only the whole configuration
+ * tells a name that is gone from one that is still used: a sink whose line
+ * moved up takes over the cursor its target had under its old name, two
+ * sinks that swapped names swap cursors, and no cursor goes to two sinks.
+ * On failure err says why. */
+static int bind_sink_cursors(const struct dia_config *cfg, struct dia_journal *j, char *err,
+                             size_t err_len)
+{
+    enum { FORM_LEN = 1024 };
+    size_t n = cfg->nsinks;
+    if (n == 0)
+        return DIA_OK;
+    struct dia_cursor_claim *claims = calloc(n, sizeof *claims);
+    char(*forms)[2][FORM_LEN] = calloc(n, sizeof *forms);
+    if (!claims || !forms) {
+        free(claims);
+        free(forms);
+        snprintf(err, err_len, "out of memory while tying sink cursors to their targets");
+        return DIA_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct dia_instance_config *ic = &cfg->sinks[i];
+        const struct dia_sink_driver *drv = dia_sink_driver_find(ic->opts.driver);
+        if (!drv) { /* validated before; cannot happen */
+            free(claims);
+            free(forms);
+            snprintf(err, err_len, "%s: no sink driver named %s", ic->name, ic->opts.driver);
+            return DIA_ERR_CONFIG;
+        }
+        sink_target(drv, &ic->opts, true, forms[i][0], FORM_LEN);
+        sink_target(drv, &ic->opts, false, forms[i][1], FORM_LEN);
+        claims[i].sink = ic->name;
+        claims[i].target = forms[i][0];
+        claims[i].former_target = strcmp(forms[i][0], forms[i][1]) != 0 ? forms[i][1] : NULL;
+    }
+    int rc = dia_journal_cursors_bind(j, claims, n);
+    if (rc == DIA_OK) {
+        for (size_t i = 0; i < n; i++)
+            report_binding(claims[i].sink, claims[i].target, &claims[i].result);
+    } else {
+        snprintf(err, err_len, "%s", dia_journal_errmsg(j));
+    }
+    free(claims);
+    free(forms);
+    return rc;
+}
+
+/* Where this sink continues: its cursor, which bind_sink_cursors tied to
+ * its target before the sink started. */
+static int sink_cursor_start(struct worker *w, int64_t *cursor)
+{
+    return dia_journal_cursor_get(w->in.journal, w->in.name, cursor);
 }
 
 static void *sink_main(void *arg)
@@ -802,6 +892,9 @@ int dia_daemon_run(const struct dia_daemon_params *p)
                      p->journal_path, detail, p->journal_path, p->journal_path);
         }
     }
+    /* Every sink's cursor is tied to its target before any sink starts. */
+    if (rc == DIA_OK)
+        rc = bind_sink_cursors(p->cfg, j, err, sizeof err);
     if (rc != DIA_OK) {
         dia_err("daemon", "%s", err);
         /* Transient journal trouble (busy, disk full) is worth a restart by

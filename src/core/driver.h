@@ -128,6 +128,16 @@ struct dia_sink_driver {
      */
     int (*send)(struct dia_instance *sink, const struct dia_record *recs, size_t n, size_t *acked);
     void (*close)(struct dia_instance *sink);
+    /* Optional, NULL-terminated: the options that, with the target, choose
+     * where records land (a database, a bucket, a topic), as opposed to how
+     * they get there.  The sink's cursor is tied to the target together
+     * with their values (dia_journal_cursors_bind), so pointing a sink at
+     * another bucket sends that bucket the whole journal.  Never a secret
+     * option.  A cursor stored before these counted (the target alone)
+     * still counts for the target; so that it is not confused with one
+     * stored while all of them were unset, at least one of them must always
+     * have a value (a default, or required by check). */
+    const char *const *destination_options;
 };
 
 /* The registries (src/drivers.c): one row per driver. */

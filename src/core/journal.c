@@ -162,6 +162,47 @@ uint64_t dia_journal_hub_wait(struct dia_journal_hub *hub, uint64_t seen_version
 
 /* ---- errors -------------------------------------------------------------- */
 
+/* The folder of the journal's real file, where SQLite creates its -wal and
+ * -shm (it resolves symbolic links to name them). */
+static void real_folder(const char *path, char *dir, size_t len)
+{
+    char real[PATH_MAX];
+    snprintf(dir, len, "%s", realpath(path, real) ? real : path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, len, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+}
+
+/* Why this process may not write the journal or create files beside it:
+ * the errno of the first refusal (the file, else its folder), or 0. */
+static int why_unwritable(const char *path)
+{
+    if (access(path, F_OK) == 0 && access(path, W_OK) != 0)
+        return errno;
+    char dir[PATH_MAX];
+    real_folder(path, dir, sizeof dir);
+    return access(dir, W_OK) != 0 ? errno : 0;
+}
+
+/* When SQLite's refusal comes from the file system (a read-only mount, a
+ * file of another user), say so with what to do about it; SQLite's own
+ * words ("attempt to write a readonly database") say neither. */
+static bool explain_unwritable(struct dia_journal *j, const char *doing)
+{
+    int why = why_unwritable(j->path);
+    if (why != EROFS && why != EACCES && why != EPERM)
+        return false;
+    char action[128];
+    snprintf(action, sizeof action, "%s while %s",
+             access(j->path, F_OK) == 0 ? "write it" : "create it", doing);
+    dia_journal_explain_unwritable(j->errmsg, sizeof j->errmsg, j->path, action, why);
+    return true;
+}
+
 /* Map an SQLite result to our error and a sentence a user can act on. */
 static int journal_fail(struct dia_journal *j, int sqlite_rc, const char *doing)
 {
@@ -181,6 +222,8 @@ static int journal_fail(struct dia_journal *j, int sqlite_rc, const char *doing)
     case SQLITE_PERM:
     case SQLITE_AUTH:
         err = DIA_ERR_JOURNAL_ACCESS;
+        if (!j->readonly && explain_unwritable(j, doing))
+            break;
         snprintf(j->errmsg, sizeof j->errmsg,
                  "journal %s: no permission to write while %s (%s). The user running diabridge "
                  "(uid %u) must own the file and its folder, or set `journal PATH` to a "
@@ -189,6 +232,8 @@ static int journal_fail(struct dia_journal *j, int sqlite_rc, const char *doing)
         break;
     case SQLITE_CANTOPEN:
         err = DIA_ERR_JOURNAL_ACCESS;
+        if (!j->readonly && explain_unwritable(j, doing))
+            break;
         snprintf(j->errmsg, sizeof j->errmsg,
                  "journal %s: cannot open the file while %s (%s). Check that the folder exists "
                  "and is writable by uid %u, or set `journal PATH`",
@@ -305,19 +350,7 @@ void dia_journal_close(struct dia_journal *j)
  * (the -wal and -shm SQLite needs in WAL mode, even to read). */
 static bool can_write_beside(const char *path)
 {
-    if (access(path, W_OK) != 0)
-        return false;
-    char dir[PATH_MAX];
-    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
-        return false;
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    return access(dir, W_OK) == 0;
+    return why_unwritable(path) == 0;
 }
 
 /* An SQLite URI for path with immutable=1; every byte outside the
@@ -374,17 +407,20 @@ static int open_immutable(struct dia_journal *j)
                  j->path, pid);
         return DIA_ERR_JOURNAL_ACCESS;
     }
-    char wal[PATH_MAX];
+    /* beside the real file, where SQLite puts it, not beside a symlink */
+    char *real = realpath(j->path, NULL), wal[PATH_MAX + 8];
     struct stat st;
-    if (snprintf(wal, sizeof wal, "%s-wal", j->path) < (int)sizeof wal && stat(wal, &st) == 0 &&
-        st.st_size > 0) {
+    snprintf(wal, sizeof wal, "%s-wal", real ? real : j->path);
+    if (stat(wal, &st) == 0 && st.st_size > 0) {
         snprintf(j->errmsg, sizeof j->errmsg,
                  "journal %s: its newest changes are still in %s-wal, which SQLite can read "
                  "only with write access to the folder. Copy both files into a folder you can "
                  "write and read the copy, or run this as the user that runs diabridge",
-                 j->path, j->path);
+                 j->path, real ? real : j->path);
+        free(real);
         return DIA_ERR_JOURNAL_ACCESS;
     }
+    free(real);
     char *uri = immutable_uri(j->path);
     if (!uri) {
         snprintf(j->errmsg, sizeof j->errmsg, "out of memory opening the journal");
@@ -437,10 +473,8 @@ int dia_journal_open(const struct dia_journal_config *cfg, struct dia_journal **
     int err = DIA_OK;
 
     if (!cfg->readonly && mkdir_parents(cfg->path) != 0) {
-        snprintf(j->errmsg, sizeof j->errmsg,
-                 "journal %s: cannot create its folder (%s). Create it, or set `journal PATH` to "
-                 "a writable place",
-                 cfg->path, strerror(errno));
+        dia_journal_explain_unwritable(j->errmsg, sizeof j->errmsg, cfg->path, "create its folder",
+                                       errno);
         err = DIA_ERR_JOURNAL_ACCESS;
         goto fail;
     }
@@ -455,12 +489,10 @@ int dia_journal_open(const struct dia_journal_config *cfg, struct dia_journal **
     sqlite3_busy_timeout(j->db, 10000);
     if (!cfg->readonly) {
         if (access(cfg->path, W_OK) != 0) {
-            /* Said here, not by journal_fail: SQLite has no error to add yet. */
-            snprintf(j->errmsg, sizeof j->errmsg,
-                     "journal %s: no permission to write it (%s). The user running diabridge "
-                     "(uid %u) must own the file and its folder, or set `journal PATH` to a "
-                     "writable place",
-                     cfg->path, strerror(errno), (unsigned)geteuid());
+            /* Said here, not by journal_fail: SQLite has no error to add yet
+             * (it opened the file read-only without a word). */
+            dia_journal_explain_unwritable(j->errmsg, sizeof j->errmsg, cfg->path, "write it",
+                                           errno);
             err = DIA_ERR_JOURNAL_ACCESS;
             goto fail;
         }
@@ -746,102 +778,300 @@ int dia_journal_cursor_set(struct dia_journal *j, const char *sink, int64_t seq)
     return cursor_put(j, sink, seq);
 }
 
+/* ---- tying cursors to their targets --------------------------------------- */
+
+/* Names may not contain '/' (config.c), so "/NAME" is free to park the dead
+ * letters of a cursor that moves to NAME while other cursors still move:
+ * two sinks may swap names. */
+#define CURSOR_MOVING_PREFIX "/"
+#define CURSOR_BIND_DOING    "tying sink cursors to their targets"
+
+/* A sink_cursor row as found, and what the binding does with it. */
+enum cursor_row_fate {
+    ROW_STAYS,   /* not involved: a sink no longer configured, or unchanged */
+    ROW_GOES,    /* counts for a configured sink's target: stored under its name */
+    ROW_KEPT,    /* its name now means another place: kept under a freed name */
+    ROW_DROPPED, /* its name now means another place and no name is free */
+};
+struct cursor_row {
+    char *name;
+    char *target; /* NULL: stored before targets were recorded */
+    int64_t seq, updated_ms;
+    long sink;  /* the claim it goes to (ROW_GOES), else -1 */
+    long owner; /* the claim that has this row's name, else -1 */
+    const char *new_name;
+    enum cursor_row_fate fate;
+};
+
 /* One-off statements: the sink_cursor.target column may be missing in a
  * journal opened read-only (no upgrade there), so nothing prepared at open
- * time may name it. */
-static int cursor_bind_step(struct dia_journal *j, const char *sql, const char *sink,
-                            const char *target, int64_t *changes)
+ * time may name it.  Binds ?1 ?2 as text, ?3 ?4 as integers, as far as the
+ * statement has them. */
+static int cursor_bind_exec(struct dia_journal *j, const char *sql, const char *text1,
+                            const char *text2, int64_t int3, int64_t int4, int64_t *changes)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return journal_fail(j, rc, "tying a sink cursor to its target");
-    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
-    if (sqlite3_bind_parameter_count(st) >= 2)
-        sqlite3_bind_text(st, 2, target, -1, SQLITE_STATIC);
-    if (sqlite3_bind_parameter_count(st) >= 3)
-        sqlite3_bind_int64(st, 3, dia_now_ms());
+        return journal_fail(j, rc, CURSOR_BIND_DOING);
+    int params = sqlite3_bind_parameter_count(st);
+    if (params >= 1)
+        sqlite3_bind_text(st, 1, text1, -1, SQLITE_STATIC);
+    if (params >= 2)
+        sqlite3_bind_text(st, 2, text2, -1, SQLITE_STATIC);
+    if (params >= 3)
+        sqlite3_bind_int64(st, 3, int3);
+    if (params >= 4)
+        sqlite3_bind_int64(st, 4, int4);
     rc = sqlite3_step(st);
-    int err = rc == SQLITE_DONE ? DIA_OK : journal_fail(j, rc, "tying a sink cursor to its target");
+    int err = rc == SQLITE_DONE ? DIA_OK : journal_fail(j, rc, CURSOR_BIND_DOING);
     if (err == DIA_OK && changes)
         *changes = sqlite3_changes(j->db);
     sqlite3_finalize(st);
     return err;
 }
 
-static int cursor_bind_locked(struct dia_journal *j, const char *sink, const char *target,
-                              struct dia_cursor_binding *res)
+static void cursor_rows_free(struct cursor_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].name);
+        free(rows[i].target);
+    }
+    free(rows);
+}
+
+static int cursor_rows_load(struct dia_journal *j, struct cursor_row **out, size_t *n_out)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(j->db, "SELECT last_seq, target FROM sink_cursor WHERE sink = ?1",
-                                -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(
+        j->db,
+        "SELECT sink, last_seq, coalesce(updated_ms, 0), target FROM sink_cursor ORDER BY sink", -1,
+        &st, NULL);
     if (rc != SQLITE_OK)
-        return journal_fail(j, rc, "tying a sink cursor to its target");
-    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        sqlite3_finalize(st);
-        return journal_fail(j, rc, "tying a sink cursor to its target");
+        return journal_fail(j, rc, CURSOR_BIND_DOING);
+    struct cursor_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    int err = DIA_OK;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct cursor_row *grown = realloc(rows, cap * sizeof *rows);
+            if (!grown) {
+                err = DIA_ERR_NOMEM;
+                break;
+            }
+            rows = grown;
+        }
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        const char *target = (const char *)sqlite3_column_text(st, 3);
+        rows[n] = (struct cursor_row){.name = strdup(name ? name : ""),
+                                      .target = target ? strdup(target) : NULL,
+                                      .seq = sqlite3_column_int64(st, 1),
+                                      .updated_ms = sqlite3_column_int64(st, 2),
+                                      .sink = -1,
+                                      .owner = -1};
+        n++;
+        if (!rows[n - 1].name || (target && !rows[n - 1].target)) {
+            err = DIA_ERR_NOMEM;
+            break;
+        }
     }
-    bool found = rc == SQLITE_ROW;
-    const char *stored = found ? (const char *)sqlite3_column_text(st, 1) : NULL;
-    if (found) {
-        res->previous_seq = sqlite3_column_int64(st, 0);
-        if (stored)
-            snprintf(res->previous_target, sizeof res->previous_target, "%s", stored);
+    if (err == DIA_OK && rc != SQLITE_DONE)
+        err = journal_fail(j, rc, CURSOR_BIND_DOING);
+    sqlite3_finalize(st);
+    if (err == DIA_ERR_NOMEM)
+        snprintf(j->errmsg, sizeof j->errmsg, "out of memory while %s", CURSOR_BIND_DOING);
+    if (err != DIA_OK) {
+        cursor_rows_free(rows, n);
+        return err;
     }
-    bool untied = found && !stored; /* written before targets were recorded */
-    bool same = stored && strcmp(stored, target) == 0;
-    sqlite3_finalize(st); /* stored is gone from here on */
+    *out = rows;
+    *n_out = n;
+    return DIA_OK;
+}
 
-    if (!found) {
-        res->outcome = DIA_CURSOR_NEW;
-        return cursor_bind_step(j,
-                                "INSERT INTO sink_cursor(sink, last_seq, updated_ms, target)"
-                                " VALUES(?1, 0, ?3, ?2)",
-                                sink, target, NULL);
+/* Does this stored cursor count for the claim's place?  A cursor from
+ * before targets were recorded (NULL) counts for no place in particular. */
+static bool cursor_row_counts_for(const struct cursor_row *r, const struct dia_cursor_claim *c)
+{
+    return r->target && (strcmp(r->target, c->target) == 0 ||
+                         (c->former_target && strcmp(r->target, c->former_target) == 0));
+}
+
+/*
+ * Decide, from the rows as found, which progress each claim continues.
+ * All claims are decided before anything is written, so two sinks that
+ * swapped names (or lines) each take the other's row.
+ *  1. A claim whose own row counts for its target, or was stored before
+ *     targets were recorded, keeps it.
+ *  2. A claim without one takes a row that counts for its target and that
+ *     no claim kept in step 1 or took before it: a line above was deleted,
+ *     or the sink was renamed.  Of several, the one furthest on.
+ *  3. The others start at 0.
+ * A claim's own row that it did not keep and nobody took must make way for
+ * the claim's new progress: it moves to a name a taken row freed (so the
+ * progress is still there if a sink is pointed at that place again), or,
+ * with no name free, it is dropped.
+ */
+static void cursor_bind_plan(struct cursor_row *rows, size_t nrows, struct dia_cursor_claim *c,
+                             size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t r = 0; r < nrows; r++) {
+            if (strcmp(rows[r].name, c[i].sink) == 0) {
+                rows[r].owner = (long)i;
+                c[i].result.previous_seq = rows[r].seq;
+                snprintf(c[i].result.previous_target, sizeof c[i].result.previous_target, "%s",
+                         rows[r].target ? rows[r].target : "");
+                if (!rows[r].target || cursor_row_counts_for(&rows[r], &c[i])) {
+                    rows[r].sink = (long)i;
+                    c[i].result.outcome = rows[r].target ? DIA_CURSOR_SAME : DIA_CURSOR_ADOPTED;
+                    c[i].result.seq = rows[r].seq;
+                }
+            }
+        }
     }
-    if (same) {
-        res->outcome = DIA_CURSOR_SAME;
-        res->seq = res->previous_seq;
-        return DIA_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].result.outcome)
+            continue;
+        long best = -1;
+        for (size_t r = 0; r < nrows; r++) {
+            if (rows[r].sink < 0 && cursor_row_counts_for(&rows[r], &c[i]) &&
+                (best < 0 || rows[r].seq > rows[best].seq))
+                best = (long)r;
+        }
+        if (best >= 0) {
+            rows[best].sink = (long)i;
+            c[i].result.outcome = DIA_CURSOR_TAKEN_OVER;
+            c[i].result.seq = rows[best].seq;
+            snprintf(c[i].result.taken_from, sizeof c[i].result.taken_from, "%s", rows[best].name);
+        }
     }
-    if (untied) {
-        res->outcome = DIA_CURSOR_ADOPTED;
-        res->seq = res->previous_seq;
-        return cursor_bind_step(j, "UPDATE sink_cursor SET target = ?2 WHERE sink = ?1", sink,
-                                target, NULL);
+    for (size_t r = 0; r < nrows; r++) {
+        if (rows[r].owner >= 0 && !c[rows[r].owner].result.outcome)
+            c[rows[r].owner].result.outcome = DIA_CURSOR_MOVED;
     }
-    /* Another place had this name.  The new one has none of the journal
-     * yet, so it gets all of it; a place that already holds some records
-     * receives them again under the same identities.  The old place's dead
-     * letters go: every one of those records is sent to the new place with
-     * the rest, and one it refuses is dead-lettered again with its reason. */
-    res->outcome = DIA_CURSOR_MOVED;
-    int err = cursor_bind_step(j,
-                               "UPDATE sink_cursor SET last_seq = 0, target = ?2, updated_ms = ?3"
-                               " WHERE sink = ?1",
-                               sink, target, NULL);
+    for (size_t i = 0; i < n; i++) {
+        if (!c[i].result.outcome)
+            c[i].result.outcome = DIA_CURSOR_NEW;
+    }
+
+    size_t next_free = 0; /* rows[next_free..]: looking for a freed name */
+    for (size_t r = 0; r < nrows; r++) {
+        struct cursor_row *row = &rows[r];
+        if (row->sink >= 0) {
+            row->fate = ROW_GOES;
+            row->new_name = c[row->sink].sink;
+            continue;
+        }
+        if (row->owner < 0)
+            continue; /* ROW_STAYS */
+        while (next_free < nrows && !(rows[next_free].sink >= 0 && rows[next_free].owner < 0))
+            next_free++;
+        if (next_free < nrows) {
+            row->fate = ROW_KEPT;
+            row->new_name = rows[next_free++].name;
+            c[row->owner].result.previous_kept = true;
+        } else {
+            row->fate = ROW_DROPPED;
+        }
+    }
+}
+
+static int cursor_bind_apply(struct dia_journal *j, struct cursor_row *rows, size_t nrows,
+                             struct dia_cursor_claim *c, size_t n)
+{
+    int64_t now = dia_now_ms();
+    int err = DIA_OK;
+    bool parked = false;
+    /* Clear the way: every row that changes its name or goes. */
+    for (size_t r = 0; r < nrows && err == DIA_OK; r++) {
+        struct cursor_row *row = &rows[r];
+        bool renamed = row->new_name && strcmp(row->new_name, row->name) != 0;
+        if (row->fate == ROW_DROPPED) {
+            /* Its dead letters were the old place's refusals; each of those
+             * records goes to the new place with the rest, which refuses it
+             * again, with its own reason, if it must. */
+            err = cursor_bind_exec(j, "DELETE FROM dead_letter WHERE sink = ?1", row->name, NULL, 0,
+                                   0, &c[row->owner].result.dead_letters_dropped);
+        } else if (renamed) {
+            err = cursor_bind_exec(
+                j, "UPDATE dead_letter SET sink = '" CURSOR_MOVING_PREFIX "' || ?2 WHERE sink = ?1",
+                row->name, row->new_name, 0, 0, NULL);
+            parked = true;
+        }
+        if (err == DIA_OK && (row->fate == ROW_DROPPED || renamed))
+            err = cursor_bind_exec(j, "DELETE FROM sink_cursor WHERE sink = ?1", row->name, NULL, 0,
+                                   0, NULL);
+    }
+    if (err == DIA_OK && parked)
+        err = cursor_bind_exec(j,
+                               "UPDATE dead_letter SET sink = substr(sink, 2)"
+                               " WHERE substr(sink, 1, 1) = '" CURSOR_MOVING_PREFIX "'",
+                               NULL, NULL, 0, 0, NULL);
+    /* Write the rows under their new names. */
+    for (size_t r = 0; r < nrows && err == DIA_OK; r++) {
+        struct cursor_row *row = &rows[r];
+        bool renamed = row->new_name && strcmp(row->new_name, row->name) != 0;
+        if (row->fate == ROW_KEPT)
+            err = cursor_bind_exec(j,
+                                   "INSERT INTO sink_cursor(sink, target, last_seq, updated_ms)"
+                                   " VALUES(?1, ?2, ?3, ?4)",
+                                   row->new_name, row->target, row->seq, row->updated_ms, NULL);
+        else if (row->fate == ROW_GOES && renamed)
+            err = cursor_bind_exec(j,
+                                   "INSERT INTO sink_cursor(sink, target, last_seq, updated_ms)"
+                                   " VALUES(?1, ?2, ?3, ?4)",
+                                   row->new_name, c[row->sink].target, row->seq, now, NULL);
+        else if (row->fate == ROW_GOES &&
+                 (!row->target || strcmp(row->target, c[row->sink].target) != 0))
+            /* adopted, or stored in the form from before destination
+             * options counted: from now on in today's form */
+            err = cursor_bind_exec(j, "UPDATE sink_cursor SET target = ?2 WHERE sink = ?1",
+                                   row->name, c[row->sink].target, 0, 0, NULL);
+    }
+    for (size_t i = 0; i < n && err == DIA_OK; i++) {
+        enum dia_cursor_outcome o = c[i].result.outcome;
+        if (o == DIA_CURSOR_NEW || o == DIA_CURSOR_MOVED)
+            err = cursor_bind_exec(j,
+                                   "INSERT INTO sink_cursor(sink, target, last_seq, updated_ms)"
+                                   " VALUES(?1, ?2, 0, ?3)",
+                                   c[i].sink, c[i].target, now, 0, NULL);
+    }
+    return err;
+}
+
+int dia_journal_cursors_bind(struct dia_journal *j, struct dia_cursor_claim *claims, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        memset(&claims[i].result, 0, sizeof claims[i].result);
+    int err = exec_sql(j, "BEGIN IMMEDIATE", CURSOR_BIND_DOING);
+    if (err != DIA_OK)
+        return err;
+    struct cursor_row *rows = NULL;
+    size_t nrows = 0;
+    err = cursor_rows_load(j, &rows, &nrows);
+    if (err == DIA_OK) {
+        cursor_bind_plan(rows, nrows, claims, n);
+        err = cursor_bind_apply(j, rows, nrows, claims, n);
+        cursor_rows_free(rows, nrows);
+    }
     if (err == DIA_OK)
-        err = cursor_bind_step(j, "DELETE FROM dead_letter WHERE sink = ?1", sink, NULL,
-                               &res->dead_letters_dropped);
+        err = exec_sql(j, "COMMIT", CURSOR_BIND_DOING);
+    if (err != DIA_OK) {
+        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
+        for (size_t i = 0; i < n; i++)
+            memset(&claims[i].result, 0, sizeof claims[i].result);
+    }
     return err;
 }
 
 int dia_journal_cursor_bind(struct dia_journal *j, const char *sink, const char *target,
                             struct dia_cursor_binding *res)
 {
-    memset(res, 0, sizeof *res);
-    int err = exec_sql(j, "BEGIN IMMEDIATE", "tying a sink cursor to its target");
-    if (err != DIA_OK)
-        return err;
-    err = cursor_bind_locked(j, sink, target, res);
-    if (err == DIA_OK)
-        err = exec_sql(j, "COMMIT", "tying a sink cursor to its target");
-    if (err != DIA_OK) {
-        sqlite3_exec(j->db, "ROLLBACK", NULL, NULL, NULL);
-        memset(res, 0, sizeof *res);
-    }
+    struct dia_cursor_claim claim = {.sink = sink, .target = target};
+    int err = dia_journal_cursors_bind(j, &claim, 1);
+    *res = claim.result;
     return err;
 }
 

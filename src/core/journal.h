@@ -105,27 +105,56 @@ int dia_journal_cursor_set(struct dia_journal *j, const char *sink, int64_t seq)
  * stored under the sink's name, and a name can come to mean another place:
  * `jsonl#2` becomes `jsonl` when the line above it is deleted, and a user
  * may point a sink at a new file or server.  So each cursor also records
- * the target it counts for, and a sink ties its cursor to its target when
- * it starts.  The target must name the place but no secret (the daemon
- * uses the driver and the display form of its target), so that changing
- * only a password or token keeps the cursor.
+ * the target it counts for, and the daemon ties every sink's cursor to its
+ * target when it starts.  The target must name the place but no secret
+ * (the daemon uses the driver, the display form of its target and the
+ * options the driver says choose the destination), so that changing only a
+ * password or token keeps the cursor.
  */
 enum dia_cursor_outcome {
     DIA_CURSOR_NEW = 1, /* no cursor yet: delivery starts at the beginning */
     DIA_CURSOR_SAME,    /* the cursor counts for this target: continue */
     DIA_CURSOR_ADOPTED, /* a cursor from before targets were recorded: now tied to this one */
     DIA_CURSOR_MOVED,   /* it counted for another target: reset, the new one gets everything */
+    /* this target's progress was stored under another name (a line above
+     * was deleted or moved, or the sink renamed): continued from there */
+    DIA_CURSOR_TAKEN_OVER,
 };
 struct dia_cursor_binding {
     enum dia_cursor_outcome outcome;
-    int64_t seq;                  /* deliver the records after this one */
-    int64_t previous_seq;         /* SAME, ADOPTED, MOVED: the cursor found */
-    char previous_target[512];    /* MOVED: the target it counted for */
-    int64_t dead_letters_dropped; /* MOVED: the old target's dead letters, removed */
+    int64_t seq;               /* deliver the records after this one */
+    int64_t previous_seq;      /* the cursor found under this name, if any */
+    char previous_target[512]; /* the target it counted for ("": none recorded) */
+    char taken_from[64];       /* TAKEN_OVER: the name the continued cursor had */
+    /* MOVED, TAKEN_OVER: the name's own cursor (previous_target) was kept,
+     * under a name that no sink has now, for when a sink delivers there
+     * again; otherwise it was dropped, with its dead letters */
+    bool previous_kept;
+    int64_t dead_letters_dropped; /* the dropped cursor's dead letters */
 };
-/* In one transaction: find the sink's cursor, and create it, adopt the
- * target, or (MOVED) reset it to 0 and drop the name's dead letters: their
- * records are sent to the new target with all the others. */
+/* A configured sink, for dia_journal_cursors_bind. */
+struct dia_cursor_claim {
+    const char *sink;   /* its name; each claim's differs */
+    const char *target; /* where it delivers, without secrets */
+    /* NULL, or how the same place was written before the target included
+     * everything it now does: a cursor stored in that form counts as this
+     * target's and is rewritten, so an upgrade resets nothing. */
+    const char *former_target;
+    struct dia_cursor_binding result; /* out */
+};
+/*
+ * Tie the cursors of all configured sinks to their targets, in one
+ * transaction, at start-up, before any sink delivers.  A sink continues its
+ * own cursor when that counts for its target (or predates targets); else
+ * the cursor of its target stored under a name that no longer means that
+ * place (the line above was deleted: `jsonl#2` became `jsonl`), at most one
+ * sink per cursor; else it starts at 0 and gets everything.  A cursor that
+ * had to make way is kept under a name a taken cursor left, or dropped with
+ * its dead letters (their records go to the new target with all the others).
+ * Dead letters go wherever their cursor goes.
+ */
+int dia_journal_cursors_bind(struct dia_journal *j, struct dia_cursor_claim *claims, size_t n);
+/* The same for a configuration of this one sink. */
 int dia_journal_cursor_bind(struct dia_journal *j, const char *sink, const char *target,
                             struct dia_cursor_binding *res);
 /* Record a dead letter and move the cursor past it, atomically. */

@@ -1018,4 +1018,6 @@ const struct dia_sink_driver dia_sink_influx = {
     .open = influx_open,
     .send = influx_send,
     .close = influx_close,
+    /* rp= too: each retention policy keeps its own copy of the points */
+    .destination_options = (const char *const[]){"db", "rp", "org", "bucket", NULL},
 };

@@ -1108,4 +1108,6 @@ const struct dia_sink_driver dia_sink_mqtt = {
     .open = mqtt_open,
     .send = mqtt_send,
     .close = mqtt_close,
+    /* the topic prefix: subscribers of another prefix see none of it */
+    .destination_options = (const char *const[]){"topic", NULL},
 };

@@ -950,4 +950,7 @@ const struct dia_sink_driver dia_sink_nightscout = {
     .open = ns_open,
     .send = ns_send,
     .close = ns_close,
+    /* None: api=v1 and api=v3 are two ways into the same site's
+     * collections, so switching keeps the cursor; the site is the target. */
+    .destination_options = NULL,
 };

@@ -463,11 +463,10 @@ pass "v3: a 200 login page does not count as stored"
 
 # 9d. A firewall that refuses two records with an HTML page while it lets the
 # rest through: those two are dead-lettered (the site evidently accepts
-# documents), even the first record of the journal, before anything else
-# was accepted.
-first=$(sqlite3 "$J9" "SELECT record_key FROM records WHERE published=1 ORDER BY seq LIMIT 1")
-[ "$(sqlite3 "$J9" "SELECT kind FROM records WHERE record_key='$first'")" = glucose ] ||
-  fail "waf: the journal does not start with a glucose reading"
+# documents), even the journal's first reading, which is sent before
+# anything else was accepted.  (The first record of all depends on the time
+# of day the simulated history starts: a meal may come first.)
+first=$(sqlite3 "$J9" "SELECT record_key FROM records WHERE published=1 AND kind='glucose' ORDER BY seq LIMIT 1")
 mid=$(sqlite3 "$J9" "SELECT record_key FROM records WHERE published=1 AND kind='glucose' ORDER BY seq LIMIT 1 OFFSET 30")
 start_odd waf waf "$first,$mid"
 n=waf-v1

@@ -1159,6 +1159,178 @@ static void test_readonly_refuses_unread_wal(void **state)
     testutil_rmdir(dir);
 }
 
+/* ---- cursors follow their target across names ----------------------------- */
+
+/* The target a cursor row holds now ("" when the row is missing). */
+static void stored_target(const char *path, const char *sink, char *buf, size_t len)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT target FROM sink_cursor WHERE sink = ?1", -1, &st, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
+    buf[0] = '\0';
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+static int64_t cursor_of(struct dia_journal *j, const char *sink)
+{
+    int64_t c = -1;
+    assert_int_equal(dia_journal_cursor_get(j, sink, &c), DIA_OK);
+    return c;
+}
+
+/*
+ * Reviewer's case: two unnamed jsonl sinks had each received everything;
+ * the first line was deleted.  The second, now named `jsonl`, must go on
+ * where `jsonl#2` was with its file, not replay the journal into it.  And
+ * putting the line back must find the first file's progress again.
+ */
+static void test_cursor_taken_over_when_a_line_is_deleted(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_batch b;
+    dia_batch_init(&b);
+    for (int i = 0; i < 4; i++)
+        add_glucose(&b, "sim", "SIM1", "p", T0 + i * 5 * MIN_MS, 100 + i);
+    assert_int_equal(dia_journal_commit(f->j, "sim", &b, NULL), DIA_OK);
+    dia_batch_free(&b);
+    struct dia_record out[8];
+    assert_int_equal(read_all(f->j, 0, out, 8), 4);
+
+    struct dia_cursor_claim two[] = {{.sink = "jsonl", .target = "jsonl:/data/ra"},
+                                     {.sink = "jsonl#2", .target = "jsonl:/data/two"}};
+    assert_int_equal(dia_journal_cursors_bind(f->j, two, 2), DIA_OK);
+    assert_int_equal(two[0].result.outcome, DIA_CURSOR_NEW);
+    assert_int_equal(two[1].result.outcome, DIA_CURSOR_NEW);
+    assert_int_equal(dia_journal_cursor_set(f->j, "jsonl", out[3].seq), DIA_OK);
+    assert_int_equal(dia_journal_cursor_set(f->j, "jsonl#2", out[1].seq), DIA_OK);
+    /* two refused a record for good; dead letters are the place's */
+    assert_int_equal(dia_journal_dead_letter(f->j, "jsonl#2", out[2].seq, "refused"), DIA_OK);
+    assert_int_equal(cursor_of(f->j, "jsonl#2"), out[2].seq);
+
+    /* the ra line is deleted: jsonl now means two */
+    struct dia_cursor_claim one[] = {{.sink = "jsonl", .target = "jsonl:/data/two"}};
+    assert_int_equal(dia_journal_cursors_bind(f->j, one, 1), DIA_OK);
+    assert_int_equal(one[0].result.outcome, DIA_CURSOR_TAKEN_OVER);
+    assert_int_equal(one[0].result.seq, out[2].seq);
+    assert_string_equal(one[0].result.taken_from, "jsonl#2");
+    assert_string_equal(one[0].result.previous_target, "jsonl:/data/ra");
+    assert_int_equal(one[0].result.previous_seq, out[3].seq);
+    assert_true(one[0].result.previous_kept);
+    assert_int_equal(one[0].result.dead_letters_dropped, 0);
+    assert_int_equal(cursor_of(f->j, "jsonl"), out[2].seq);
+    struct dia_dead_letter dl[8] = {0};
+    assert_int_equal(dead_list(f->j, "jsonl", dl), 1); /* two's refusal came along */
+    assert_int_equal(dl[0].seq, out[2].seq);
+    /* ra's progress waits under the freed name */
+    char t[512];
+    stored_target(f->path, "jsonl#2", t, sizeof t);
+    assert_string_equal(t, "jsonl:/data/ra");
+    assert_int_equal(cursor_of(f->j, "jsonl#2"), out[3].seq);
+    assert_int_equal(dead_list(f->j, "jsonl#2", dl), 0);
+
+    /* a restart changes nothing */
+    assert_int_equal(dia_journal_cursors_bind(f->j, one, 1), DIA_OK);
+    assert_int_equal(one[0].result.outcome, DIA_CURSOR_SAME);
+    assert_int_equal(one[0].result.seq, out[2].seq);
+
+    /* the line comes back: both names change place at once, and each
+     * place continues where it was */
+    assert_int_equal(dia_journal_cursors_bind(f->j, two, 2), DIA_OK);
+    assert_int_equal(two[0].result.outcome, DIA_CURSOR_TAKEN_OVER);
+    assert_int_equal(two[0].result.seq, out[3].seq);
+    assert_int_equal(two[1].result.outcome, DIA_CURSOR_TAKEN_OVER);
+    assert_int_equal(two[1].result.seq, out[2].seq);
+    assert_int_equal(cursor_of(f->j, "jsonl"), out[3].seq);
+    assert_int_equal(cursor_of(f->j, "jsonl#2"), out[2].seq);
+    assert_int_equal(dead_list(f->j, "jsonl#2", dl), 1);
+    assert_int_equal(dead_list(f->j, "jsonl", dl), 0);
+    assert_int_equal(dia_journal_cursors_bind(f->j, two, 2), DIA_OK);
+    assert_int_equal(two[0].result.outcome, DIA_CURSOR_SAME);
+    assert_int_equal(two[1].result.outcome, DIA_CURSOR_SAME);
+    dead_list(f->j, "none", dl);
+}
+
+/* Two configured sinks with one target (unusual) cannot both continue one
+ * cursor: the first takes it, the second starts from the beginning. */
+static void test_cursor_taken_over_once(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(dia_journal_cursor_set(f->j, "old", 5), DIA_OK);
+    struct dia_cursor_binding cb;
+    assert_int_equal(dia_journal_cursor_bind(f->j, "old", "jsonl:/data/t", &cb), DIA_OK);
+    assert_int_equal(cb.outcome, DIA_CURSOR_ADOPTED);
+
+    struct dia_cursor_claim both[] = {{.sink = "n1", .target = "jsonl:/data/t"},
+                                      {.sink = "n2", .target = "jsonl:/data/t"}};
+    assert_int_equal(dia_journal_cursors_bind(f->j, both, 2), DIA_OK);
+    assert_int_equal(both[0].result.outcome, DIA_CURSOR_TAKEN_OVER);
+    assert_int_equal(both[0].result.seq, 5);
+    assert_string_equal(both[0].result.taken_from, "old");
+    assert_int_equal(both[1].result.outcome, DIA_CURSOR_NEW);
+    assert_int_equal(both[1].result.seq, 0);
+    assert_int_equal(cursor_of(f->j, "n1"), 5);
+    assert_int_equal(cursor_of(f->j, "n2"), 0);
+    char t[512];
+    stored_target(f->path, "old", t, sizeof t);
+    assert_string_equal(t, ""); /* moved, not copied */
+    assert_int_equal(dia_journal_cursors_bind(f->j, both, 2), DIA_OK);
+    assert_int_equal(both[0].result.outcome, DIA_CURSOR_SAME);
+    assert_int_equal(both[1].result.outcome, DIA_CURSOR_SAME);
+}
+
+/*
+ * Options that choose the destination (a bucket, a topic) are part of the
+ * target.  A cursor stored before they were (the target alone) counts for
+ * the same place, so an upgrade resets nothing; from then on a new bucket
+ * is a new place.
+ */
+static void test_cursor_former_target_form(void **state)
+{
+    struct fixture *f = *state;
+    struct dia_cursor_binding cb;
+    assert_int_equal(dia_journal_cursor_bind(f->j, "influx", "influx:http://h:8086", &cb), DIA_OK);
+    assert_int_equal(dia_journal_cursor_set(f->j, "influx", 7), DIA_OK);
+    assert_int_equal(dia_journal_cursor_bind(f->j, "gone", "influx:http://h2:8086", &cb), DIA_OK);
+    assert_int_equal(dia_journal_cursor_set(f->j, "gone", 9), DIA_OK);
+
+    struct dia_cursor_claim c[] = {
+        {.sink = "influx",
+         .target = "influx:http://h:8086,db=cgm",
+         .former_target = "influx:http://h:8086"},
+        /* renamed at the same time as the upgrade */
+        {.sink = "ix2",
+         .target = "influx:http://h2:8086,db=cgm",
+         .former_target = "influx:http://h2:8086"},
+    };
+    assert_int_equal(dia_journal_cursors_bind(f->j, c, 2), DIA_OK);
+    assert_int_equal(c[0].result.outcome, DIA_CURSOR_SAME);
+    assert_int_equal(c[0].result.seq, 7);
+    assert_int_equal(c[1].result.outcome, DIA_CURSOR_TAKEN_OVER);
+    assert_int_equal(c[1].result.seq, 9);
+    char t[512];
+    stored_target(f->path, "influx", t, sizeof t);
+    assert_string_equal(t, "influx:http://h:8086,db=cgm"); /* rewritten in today's form */
+    stored_target(f->path, "ix2", t, sizeof t);
+    assert_string_equal(t, "influx:http://h2:8086,db=cgm");
+
+    /* another database on the same server is another place */
+    c[0].target = "influx:http://h:8086,db=other";
+    assert_int_equal(dia_journal_cursors_bind(f->j, c, 1), DIA_OK);
+    assert_int_equal(c[0].result.outcome, DIA_CURSOR_MOVED);
+    assert_int_equal(c[0].result.seq, 0);
+    assert_int_equal(c[0].result.previous_seq, 7);
+    assert_string_equal(c[0].result.previous_target, "influx:http://h:8086,db=cgm");
+    /* ix2 is no longer configured and its row is in today's form: kept */
+    assert_int_equal(cursor_of(f->j, "ix2"), 9);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1189,6 +1361,10 @@ int main(void)
         cmocka_unit_test(test_readonly_copy_is_readable),
         cmocka_unit_test(test_readonly_snapshot_notices_a_writer),
         cmocka_unit_test(test_readonly_refuses_unread_wal),
+        cmocka_unit_test_setup_teardown(test_cursor_taken_over_when_a_line_is_deleted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_taken_over_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_former_target_form, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
