@@ -1110,15 +1110,14 @@ int dia_journal_dead_each(struct dia_journal *j, const char *sink, dia_journal_d
     bool has_retry = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
     sqlite3_finalize(st);
     rc = sqlite3_prepare_v2(j->db,
-                            has_retry
-                                ? "SELECT d.sink, d.seq, d.reason, d.at_ms, d.retry, r.kind,"
-                                  " r.t_utc_ms, r.record_key, r.payload IS NOT NULL"
-                                  " FROM dead_letter d LEFT JOIN records r ON r.seq = d.seq"
-                                  " WHERE ?1 IS NULL OR d.sink = ?1 ORDER BY d.sink, d.seq"
-                                : "SELECT d.sink, d.seq, d.reason, d.at_ms, 0, r.kind,"
-                                  " r.t_utc_ms, r.record_key, r.payload IS NOT NULL"
-                                  " FROM dead_letter d LEFT JOIN records r ON r.seq = d.seq"
-                                  " WHERE ?1 IS NULL OR d.sink = ?1 ORDER BY d.sink, d.seq",
+                            has_retry ? "SELECT d.sink, d.seq, d.reason, d.at_ms, d.retry, r.kind,"
+                                        " r.t_utc_ms, r.record_key, r.payload IS NOT NULL"
+                                        " FROM dead_letter d LEFT JOIN records r ON r.seq = d.seq"
+                                        " WHERE ?1 IS NULL OR d.sink = ?1 ORDER BY d.sink, d.seq"
+                                      : "SELECT d.sink, d.seq, d.reason, d.at_ms, 0, r.kind,"
+                                        " r.t_utc_ms, r.record_key, r.payload IS NOT NULL"
+                                        " FROM dead_letter d LEFT JOIN records r ON r.seq = d.seq"
+                                        " WHERE ?1 IS NULL OR d.sink = ?1 ORDER BY d.sink, d.seq",
                             -1, &st, NULL);
     if (rc != SQLITE_OK)
         return journal_fail(j, rc, "reading dead letters");

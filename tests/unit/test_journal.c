@@ -302,8 +302,8 @@ static void test_dead_letter_old_journal_readonly(void **state)
     f->j = NULL;
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "ALTER TABLE dead_letter DROP COLUMN retry", NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "ALTER TABLE dead_letter DROP COLUMN retry", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
     struct dia_journal_config jc = {.path = f->path, .readonly = true};
     char err[512];
