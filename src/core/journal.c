@@ -504,6 +504,13 @@ int dia_journal_open(const struct dia_journal_config *cfg, struct dia_journal **
             cfg->sync == DIA_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL";
         if ((err = exec_sql(j, sync, "opening")) != DIA_OK)
             goto fail;
+        /* Every worker has its own connection, and SQLite's default page
+         * cache (2 MiB each) would grow with a journal of months into tens
+         * of MiB on a Raspberry Pi.  Sinks read the newest pages and sources
+         * append, so a small cache serves them; the kernel's page cache
+         * holds the file anyway. */
+        if ((err = exec_sql(j, "PRAGMA cache_size=-512", "opening")) != DIA_OK)
+            goto fail;
         if ((err = exec_sql(j, "BEGIN IMMEDIATE", "creating tables")) != DIA_OK)
             goto fail;
         if ((err = exec_sql(j, schema_sql, "creating tables")) != DIA_OK ||
