@@ -305,20 +305,29 @@ static int exec_sql(struct dia_journal *j, const char *sql, const char *doing)
 
 /* Journals written before a column existed get it added; CREATE TABLE IF NOT
  * EXISTS leaves an old table as it was. */
-static int add_column_if_missing(struct dia_journal *j, const char *table, const char *column,
-                                 const char *alter_sql)
+/* Whether table has column (journals of older versions may lack it). */
+static int has_column(struct dia_journal *j, const char *table, const char *column, bool *has,
+                      const char *doing)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(j->db, "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK)
-        return journal_fail(j, rc, "upgrading tables");
+        return journal_fail(j, rc, doing);
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, column, -1, SQLITE_STATIC);
-    bool has_column = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+    *has = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
     sqlite3_finalize(st);
-    if (has_column)
-        return DIA_OK;
+    return DIA_OK;
+}
+
+static int add_column_if_missing(struct dia_journal *j, const char *table, const char *column,
+                                 const char *alter_sql)
+{
+    bool has = false;
+    int err = has_column(j, table, column, &has, "upgrading tables");
+    if (err != DIA_OK || has)
+        return err;
     return exec_sql(j, alter_sql, "upgrading tables");
 }
 
@@ -1108,29 +1117,22 @@ int dia_journal_dead_each(struct dia_journal *j, const char *sink, dia_journal_d
 {
     /* A journal of an older diabridge opened read-only (a copy, or before
      * the daemon restarted after an upgrade) has no retry column yet. */
+    bool has_retry = false;
+    int err = has_column(j, "dead_letter", "retry", &has_retry, "reading dead letters");
+    if (err != DIA_OK)
+        return err;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT d.sink, d.seq, d.reason, d.at_ms, %s, r.kind, r.t_utc_ms, r.record_key,"
+             " r.payload IS NOT NULL FROM dead_letter d LEFT JOIN records r ON r.seq = d.seq"
+             " WHERE ?1 IS NULL OR d.sink = ?1 ORDER BY d.sink, d.seq",
+             has_retry ? "d.retry" : "0");
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(
-        j->db, "SELECT count(*) FROM pragma_table_info('dead_letter') WHERE name = 'retry'", -1,
-        &st, NULL);
-    if (rc != SQLITE_OK)
-        return journal_fail(j, rc, "reading dead letters");
-    bool has_retry = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
-    sqlite3_finalize(st);
-    rc = sqlite3_prepare_v2(j->db,
-                            has_retry ? "SELECT d.sink, d.seq, d.reason, d.at_ms, d.retry, r.kind,"
-                                        " r.t_utc_ms, r.record_key, r.payload IS NOT NULL"
-                                        " FROM dead_letter d LEFT JOIN records r ON r.seq = d.seq"
-                                        " WHERE ?1 IS NULL OR d.sink = ?1 ORDER BY d.sink, d.seq"
-                                      : "SELECT d.sink, d.seq, d.reason, d.at_ms, 0, r.kind,"
-                                        " r.t_utc_ms, r.record_key, r.payload IS NOT NULL"
-                                        " FROM dead_letter d LEFT JOIN records r ON r.seq = d.seq"
-                                        " WHERE ?1 IS NULL OR d.sink = ?1 ORDER BY d.sink, d.seq",
-                            -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(j->db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK)
         return journal_fail(j, rc, "reading dead letters");
     if (sink)
         sqlite3_bind_text(st, 1, sink, -1, SQLITE_STATIC);
-    int err = DIA_OK;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *kind = (const char *)sqlite3_column_text(st, 5);
         const char *key = (const char *)sqlite3_column_text(st, 7);
