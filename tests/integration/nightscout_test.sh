@@ -264,7 +264,11 @@ PIDS+=("$d")
 wait_for "[ \$(sqlite3 '$J6' 'SELECT count(*) FROM records' 2>/dev/null || echo 0) -gt 200 ]" 30 ||
   fail "poison: no records"
 stop_pid $d
-bad=$("$DIABRIDGE" export --journal "$J6" | jq -s -r '[.[] | select(.kind=="glucose")][100].t_utc_ms')
+# A reading no other record shares its time with: the fake refuses every
+# document of that time, and a status record can fall on a reading's time.
+bad=$("$DIABRIDGE" export --journal "$J6" | jq -s -r '
+  (group_by(.t_utc_ms) | map(select(length == 1) | .[0].t_utc_ms)) as $alone
+  | [.[] | select(.kind == "glucose" and (.t_utc_ms as $t | $alone | index($t)))][100].t_utc_ms')
 bad_key=$("$DIABRIDGE" export --journal "$J6" | jq -s -r --argjson t "$bad" \
   '.[] | select(.kind=="glucose" and .t_utc_ms==$t) | .record_key')
 curl -sf "$POI_URL/_sim/reject?date=$bad" >/dev/null
